@@ -1,0 +1,191 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Cache returns the client's blob cache.
+func (c *Client) Cache() *Cache { return c.cache }
+
+// FetchBlob makes sure the blob desc of repo is in the cache, downloading
+// it if needed. The download is checked against desc's digest and size as
+// it arrives; a body that breaks off is resumed with a Range request from
+// where it stopped; a blob whose bytes do not match is discarded and
+// fetched again from the start, at most the retry policy's attempts times.
+// It returns the number of bytes received from the network (0 when the
+// cache had it).
+func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (int64, error) {
+	if c.cache.Has(desc.Digest, desc.Size) {
+		return 0, nil
+	}
+	ing, done, err := c.cache.openIngest(desc.Digest)
+	if err != nil {
+		return 0, err
+	}
+	if done {
+		return 0, nil
+	}
+	var received int64
+	fail := func(err error) (int64, error) {
+		ing.close()
+		return received, err
+	}
+	rt, err := c.transport(ctx, repo)
+	if err != nil {
+		return fail(err)
+	}
+	hc := &http.Client{Transport: rt}
+	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", c.repository(repo).Scheme(), repo.RegistryStr(), repo.RepositoryStr(), desc.Digest)
+
+	mismatches, breaks := 0, 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		if ing.size > desc.Size {
+			// More bytes than the descriptor says: treat as corrupt.
+			err := &SizeError{Digest: desc.Digest, Got: ing.size, Want: desc.Size}
+			_ = ing.reset()
+			mismatches++
+			if mismatches >= c.policy.Attempts {
+				return fail(err)
+			}
+			c.retries.Add(1)
+			c.progress.Retry("GET "+u, mismatches, err.Error(), 0)
+		}
+		if ing.size == desc.Size {
+			err := c.cache.finish(ing, desc.Digest, desc.Size)
+			var de *DigestError
+			if !errors.As(err, &de) {
+				return received, err
+			}
+			mismatches++
+			if mismatches >= c.policy.Attempts {
+				return received, err
+			}
+			c.retries.Add(1)
+			c.progress.Retry("GET "+u, mismatches, err.Error(), 0)
+			if ing, done, err = c.cache.openIngest(desc.Digest); err != nil || done {
+				return received, err
+			}
+			continue
+		}
+		n, err := c.getRange(ctx, hc, u, ing, desc.Size)
+		received += n
+		if err == nil {
+			continue // complete or over-long: checked at the top
+		}
+		var se *statusError
+		if errors.As(err, &se) || !retryableError(err) {
+			return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
+		}
+		// The body broke off: resume from where it stopped. Count only
+		// breaks that made no progress, so a long blob on a flaky link
+		// still finishes.
+		if n == 0 {
+			breaks++
+		}
+		if breaks >= c.policy.Attempts {
+			return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
+		}
+		c.retries.Add(1)
+		d := c.policy.backoff(breaks)
+		c.progress.Retry("GET "+u, breaks+1, err.Error(), d)
+		if err := wait(ctx, d); err != nil {
+			return fail(err)
+		}
+	}
+}
+
+// getRange GETs the blob from ing's current size to the end and appends
+// it to ing. A server that ignores Range (200) makes it start over.
+func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *ingest, size int64) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	off := ing.size
+	if off > 0 {
+		// An explicit end: some registries reject open-ended ranges.
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(size-1, 10))
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && off > 0:
+		start, ok := contentRangeStart(resp.Header.Get("Content-Range"))
+		if !ok || start != off {
+			if err := ing.reset(); err != nil {
+				return 0, err
+			}
+			return 0, fmt.Errorf("registry answered range %q for bytes=%d-: %w", resp.Header.Get("Content-Range"), off, io.ErrUnexpectedEOF)
+		}
+	case resp.StatusCode == http.StatusOK:
+		if off > 0 {
+			if err := ing.reset(); err != nil {
+				return 0, err
+			}
+		}
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		if err := ing.reset(); err != nil {
+			return 0, err
+		}
+		return 0, io.ErrUnexpectedEOF // start over, counts as a break
+	default:
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		return 0, &statusError{URL: redact(u), Status: resp.Status, Code: resp.StatusCode}
+	}
+	buf := make([]byte, 1<<20)
+	var n int64
+	// Read at most one byte more than the blob has left, so an over-long
+	// body is noticed without reading all of it.
+	body := io.LimitReader(resp.Body, size-ing.size+1)
+	for {
+		k, rerr := body.Read(buf)
+		if k > 0 {
+			if _, err := ing.Write(buf[:k]); err != nil {
+				return n, fmt.Errorf("writing to the cache: %w", err)
+			}
+			n += int64(k)
+			c.progress.Downloaded(int64(k))
+		}
+		if rerr == io.EOF {
+			if ing.size > size {
+				return n, nil
+			}
+			if resp.ContentLength >= 0 && n < resp.ContentLength {
+				return n, io.ErrUnexpectedEOF
+			}
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// contentRangeStart reads the first byte position of "bytes a-b/c".
+func contentRangeStart(v string) (int64, bool) {
+	v, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, false
+	}
+	a, _, ok := strings.Cut(v, "-")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(a, 10, 64)
+	return n, err == nil
+}

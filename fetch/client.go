@@ -1,0 +1,222 @@
+package fetch
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Progress receives what a Client does; implementations must be safe for
+// concurrent use. Library code never prints: the CLI implements this.
+type Progress interface {
+	// Retry reports a request that failed and will be tried again.
+	Retry(what string, attempt int, reason string, wait time.Duration)
+	// Downloaded reports n more blob bytes received from a registry.
+	Downloaded(n int64)
+}
+
+type noProgress struct{}
+
+func (noProgress) Retry(string, int, string, time.Duration) {}
+func (noProgress) Downloaded(int64)                         {}
+
+// Options configure a Client.
+type Options struct {
+	// Keychain finds credentials; nil means authn.DefaultKeychain
+	// (docker config.json, DOCKER_CONFIG, credential helpers).
+	Keychain authn.Keychain
+	// Insecure lists registry hosts ("host:port") reached over plain HTTP
+	// or TLS without verification. Loopback registries need no entry.
+	Insecure []string
+	// Retry is the retry policy; zero means DefaultRetryPolicy.
+	Retry RetryPolicy
+	// Progress receives events; nil discards them.
+	Progress Progress
+	// UserAgent is sent with every request.
+	UserAgent string
+	// Cache stores every manifest and blob fetched; required.
+	Cache *Cache
+}
+
+// Client fetches from registries. It is safe for concurrent use.
+type Client struct {
+	keychain authn.Keychain
+	insecure map[string]bool
+	policy   RetryPolicy
+	progress Progress
+	retries  atomic.Int64
+	base     http.RoundTripper // retrying, shared by every registry
+	baseTLS  http.RoundTripper // the same without TLS verification, for --insecure hosts
+	ua       string
+	cache    *Cache
+
+	mu    sync.Mutex
+	repos map[string]*repoTransport
+}
+
+type repoTransport struct {
+	once sync.Once
+	rt   http.RoundTripper
+	err  error
+}
+
+// New makes a Client.
+func New(opts Options) *Client {
+	c := &Client{
+		keychain: opts.Keychain,
+		insecure: map[string]bool{},
+		policy:   opts.Retry,
+		progress: opts.Progress,
+		ua:       opts.UserAgent,
+		repos:    map[string]*repoTransport{},
+		cache:    opts.Cache,
+	}
+	if c.keychain == nil {
+		c.keychain = authn.DefaultKeychain
+	}
+	if c.policy.Attempts <= 0 {
+		c.policy = DefaultRetryPolicy
+	}
+	if c.progress == nil {
+		c.progress = noProgress{}
+	}
+	for _, h := range opts.Insecure {
+		c.insecure[h] = true
+	}
+	c.base = c.newRetry(newHTTPTransport(false))
+	c.baseTLS = c.newRetry(newHTTPTransport(true))
+	return c
+}
+
+func newHTTPTransport(skipVerify bool) *http.Transport {
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ReadBufferSize:        256 << 10,
+		WriteBufferSize:       256 << 10,
+	}
+	if skipVerify {
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure
+	}
+	return t
+}
+
+func (c *Client) newRetry(inner http.RoundTripper) http.RoundTripper {
+	return &retryTransport{
+		inner:   inner,
+		policy:  c.policy,
+		retries: &c.retries,
+		notify: func(req *http.Request, attempt int, reason string, d time.Duration) {
+			c.progress.Retry(req.Method+" "+redact(req.URL.String()), attempt, reason, d)
+		},
+	}
+}
+
+func redact(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i]
+	}
+	return u
+}
+
+// Retries is how many requests were retried so far.
+func (c *Client) Retries() int64 { return c.retries.Load() }
+
+// repository rebuilds repo with the Insecure option when its registry is
+// listed as insecure.
+func (c *Client) repository(repo name.Repository) name.Repository {
+	if !c.insecure[repo.RegistryStr()] {
+		return repo
+	}
+	r, err := name.NewRepository(repo.RegistryStr()+"/"+repo.RepositoryStr(), name.Insecure)
+	if err != nil {
+		return repo
+	}
+	return r
+}
+
+// transport returns an authenticated transport with pull scope on repo,
+// made once per repository and shared by every request to it.
+func (c *Client) transport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
+	repo = c.repository(repo)
+	key := repo.String()
+	c.mu.Lock()
+	rt, ok := c.repos[key]
+	if !ok {
+		rt = &repoTransport{}
+		c.repos[key] = rt
+	}
+	c.mu.Unlock()
+	rt.once.Do(func() {
+		auth, err := authn.Resolve(ctx, c.keychain, repo)
+		if err != nil {
+			rt.err = fmt.Errorf("finding credentials for %s: %w", repo.RegistryStr(), err)
+			return
+		}
+		base := c.base
+		if c.insecure[repo.RegistryStr()] {
+			base = c.baseTLS
+		}
+		if c.ua != "" {
+			base = transport.NewUserAgent(base, c.ua)
+		}
+		rt.rt, rt.err = transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
+		if rt.err != nil {
+			rt.err = fmt.Errorf("connecting to %s: %w", repo.RegistryStr(), describe(rt.err))
+		}
+	})
+	if rt.err != nil {
+		// Let a later call try again (a registry may come back).
+		c.mu.Lock()
+		if c.repos[key] == rt {
+			delete(c.repos, key)
+		}
+		c.mu.Unlock()
+	}
+	return rt.rt, rt.err
+}
+
+// remoteOptions are the options for go-containerregistry's remote calls on repo.
+func (c *Client) remoteOptions(ctx context.Context, repo name.Repository) ([]remote.Option, error) {
+	rt, err := c.transport(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	return []remote.Option{remote.WithContext(ctx), remote.WithTransport(rt)}, nil
+}
+
+// describe turns go-containerregistry's transport errors into one line a
+// user can act on.
+func describe(err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized:
+			return fmt.Errorf("authentication failed (check docker login / DOCKER_CONFIG): %w", err)
+		case http.StatusForbidden:
+			return fmt.Errorf("access denied: %w", err)
+		case http.StatusNotFound:
+			return fmt.Errorf("not found: %w", err)
+		}
+	}
+	return err
+}

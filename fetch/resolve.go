@@ -1,0 +1,214 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// MaxManifestSize bounds a manifest or index read from a registry.
+const MaxManifestSize = 4 << 20
+
+// MaxConfigSize bounds an image config (docker load refuses larger ones).
+const MaxConfigSize = 4 << 20
+
+// Manifest is a manifest or index as the registry served it.
+type Manifest struct {
+	Descriptor v1.Descriptor // digest, size and media type of Raw
+	Raw        []byte
+}
+
+// IsIndex says whether m is an image index (a multi-platform image).
+func (m *Manifest) IsIndex() bool { return m.Descriptor.MediaType.IsIndex() }
+
+// GetManifest fetches what ref names (by tag or digest) and stores it in
+// the cache. The digest is computed from the bytes received; for a digest
+// reference it must equal that digest.
+func (c *Client) GetManifest(ctx context.Context, ref name.Reference) (*Manifest, error) {
+	repo := ref.Context()
+	opts, err := c.remoteOptions(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	d, err := remote.Get(c.reference(ref), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("fetching manifest of %s: %w", ref, describe(err))
+	}
+	if len(d.Manifest) > MaxManifestSize {
+		return nil, fmt.Errorf("fetching manifest of %s: %d bytes, over the %d-byte limit", ref, len(d.Manifest), MaxManifestSize)
+	}
+	if dg, ok := ref.(name.Digest); ok && dg.DigestStr() != d.Digest.String() {
+		return nil, fmt.Errorf("fetching manifest of %s: registry served %s", ref, d.Digest)
+	}
+	if !d.MediaType.IsIndex() && !d.MediaType.IsImage() {
+		return nil, fmt.Errorf("fetching manifest of %s: unsupported media type %q", ref, d.MediaType)
+	}
+	if err := c.cache.Put(d.Digest, d.Manifest); err != nil {
+		return nil, fmt.Errorf("caching manifest of %s: %w", ref, err)
+	}
+	return &Manifest{
+		Descriptor: v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(d.Manifest))},
+		Raw:        d.Manifest,
+	}, nil
+}
+
+// ManifestFromCache reads a manifest by digest from the cache, when there.
+func (c *Client) ManifestFromCache(d v1.Hash) (*Manifest, bool) {
+	f, err := c.cache.Open(d)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, MaxManifestSize+1))
+	if err != nil || len(raw) > MaxManifestSize {
+		return nil, false
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil || h != d {
+		_ = c.cache.Remove(d)
+		return nil, false
+	}
+	var probe struct {
+		MediaType types.MediaType `json:"mediaType"`
+	}
+	if json.Unmarshal(raw, &probe) != nil || (!probe.MediaType.IsIndex() && !probe.MediaType.IsImage()) {
+		return nil, false
+	}
+	return &Manifest{Descriptor: v1.Descriptor{MediaType: probe.MediaType, Digest: d, Size: int64(len(raw))}, Raw: raw}, true
+}
+
+// Head asks the registry which digest ref names now, without the body.
+func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+	opts, err := c.remoteOptions(ctx, ref.Context())
+	if err != nil {
+		return nil, err
+	}
+	d, err := remote.Head(c.reference(ref), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("checking %s: %w", ref, describe(err))
+	}
+	return d, nil
+}
+
+// ListTags lists the tags of repo.
+func (c *Client) ListTags(ctx context.Context, repo name.Repository) ([]string, error) {
+	opts, err := c.remoteOptions(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := remote.List(c.repository(repo), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("listing tags of %s: %w", repo, describe(err))
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// reference applies the Insecure option to ref when its registry is listed.
+func (c *Client) reference(ref name.Reference) name.Reference {
+	repo := c.repository(ref.Context())
+	switch r := ref.(type) {
+	case name.Tag:
+		return repo.Tag(r.TagStr())
+	case name.Digest:
+		return repo.Digest(r.DigestStr())
+	}
+	return ref
+}
+
+// ReadConfig reads and parses an image config from the cache.
+func (c *Client) ReadConfig(d v1.Hash) (*v1.ConfigFile, error) {
+	f, err := c.cache.Open(d)
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", d, err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", d, err)
+	}
+	if len(raw) > MaxConfigSize {
+		return nil, fmt.Errorf("config %s is over %d bytes (docker load refuses it)", d, MaxConfigSize)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("parsing config %s: %w", d, err)
+	}
+	return cfg, nil
+}
+
+// PlatformString formats a platform as os/arch[/variant].
+func PlatformString(p *v1.Platform) string {
+	if p == nil {
+		return ""
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// SelectManifests picks the children of an index for the platforms asked
+// for ("os/arch[/variant]"; "all" keeps every child). A platform without a
+// variant matches any variant (linux/arm64 matches linux/arm64/v8). Each
+// platform asked for must match at least one child. Children are returned
+// in the index's order.
+func SelectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, error) {
+	var out []v1.Descriptor
+	if len(platforms) == 1 && platforms[0] == "all" {
+		for _, d := range idx.Manifests {
+			if d.MediaType.IsIndex() {
+				return nil, fmt.Errorf("nested index %s is not supported", d.Digest)
+			}
+			out = append(out, d)
+		}
+		return out, nil
+	}
+	keep := make([]bool, len(idx.Manifests))
+	var missing []string
+	for _, ps := range platforms {
+		want, err := v1.ParsePlatform(ps)
+		if err != nil {
+			return nil, fmt.Errorf("platform %q: %w", ps, err)
+		}
+		found := false
+		for i, d := range idx.Manifests {
+			if d.Platform == nil || !d.MediaType.IsImage() {
+				continue
+			}
+			if d.Platform.Satisfies(*want) {
+				keep[i] = true
+				found = true
+				break // the first match, as docker pull does
+			}
+		}
+		if !found {
+			missing = append(missing, ps)
+		}
+	}
+	if len(missing) > 0 {
+		var have []string
+		for _, d := range idx.Manifests {
+			if d.Platform != nil && d.MediaType.IsImage() && d.Platform.OS != "unknown" {
+				have = append(have, PlatformString(d.Platform))
+			}
+		}
+		return nil, fmt.Errorf("no manifest for platform %s (the index has: %s)", strings.Join(missing, ", "), strings.Join(have, ", "))
+	}
+	for i, d := range idx.Manifests {
+		if keep[i] {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
