@@ -1,0 +1,67 @@
+package manifests
+
+import (
+	"fmt"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// AllPlatforms, alone in a platforms list, keeps every platform of a
+// multi-arch image.
+const AllPlatforms = "all"
+
+// archHints maps names people write for an architecture to the name
+// registries use.
+var archHints = map[string]string{
+	"x86_64":  "amd64",
+	"x86-64":  "amd64",
+	"x64":     "amd64",
+	"aarch64": "arm64",
+	"armhf":   "arm/v7",
+	"armv7":   "arm/v7",
+	"armv7l":  "arm/v7",
+	"armel":   "arm/v6",
+	"armv6":   "arm/v6",
+	"i386":    "386",
+	"i686":    "386",
+	"x86":     "386",
+}
+
+// CheckPlatform reports whether s is a platform bundle can select:
+// os/arch[/variant][:osversion] as v1.ParsePlatform reads it, with os and
+// arch present, written in its canonical form, in lower case.
+func CheckPlatform(s string) error {
+	if s == "" {
+		return fmt.Errorf("platform is empty")
+	}
+	p, err := v1.ParsePlatform(s)
+	if err != nil {
+		return fmt.Errorf("bad platform %q: %w", s, err)
+	}
+	if p.OS == "" || p.Architecture == "" {
+		return fmt.Errorf("bad platform %q: want os/arch[/variant], such as linux/amd64", s)
+	}
+	if p.String() != s {
+		return fmt.Errorf("bad platform %q: want os/arch[/variant][:osversion] with no empty parts or spaces, such as linux/arm64/v8", s)
+	}
+	for _, part := range []string{p.OS, p.Architecture, p.Variant} {
+		for _, c := range part {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+				if c >= 'A' && c <= 'Z' {
+					return fmt.Errorf("bad platform %q: write it in lower case (%s)", s, strings.ToLower(s))
+				}
+				return fmt.Errorf("bad platform %q: %q is not allowed", s, c)
+			}
+		}
+	}
+	if want, ok := archHints[p.Architecture]; ok {
+		return fmt.Errorf("bad platform %q: registries call this architecture %s (%s/%s)", s, want, p.OS, want)
+	}
+	for _, c := range p.OSVersion {
+		if c <= ' ' || c > '~' {
+			return fmt.Errorf("bad platform %q: os version contains %q", s, c)
+		}
+	}
+	return nil
+}
