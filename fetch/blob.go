@@ -64,6 +64,9 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 		}
 		if ing.size == desc.Size {
 			err := c.cache.finish(ing, desc.Digest, desc.Size)
+			if err == nil {
+				c.markStored(desc.Digest)
+			}
 			var de *DigestError
 			if !errors.As(err, &de) {
 				return received, err

@@ -21,8 +21,9 @@ import (
 //	DIR/ingest/<hex>.partial   downloads under way (locked while written)
 //
 // A blob reaches blobs/ only by rename after its digest and size were
-// checked and the file was synced, so a crash or a concurrent writer never
-// leaves a wrong blob under its name. A partial download is kept so that a
+// checked, so a concurrent writer never leaves a wrong blob under its name.
+// Blobs are not fsynced: after a crash a blob may be damaged, so a blob
+// from an earlier run is re-hashed whenever it is used. A partial download is kept so that a
 // later run resumes it.
 type Cache struct {
 	dir string
@@ -98,27 +99,11 @@ func (c *Cache) Put(h v1.Hash, data []byte) error {
 
 // commit syncs and closes f, then renames it to h's place.
 func (c *Cache) commit(f *os.File, h v1.Hash) error {
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("syncing %s: %w", f.Name(), err)
-	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(f.Name(), c.Path(h)); err != nil {
 		return fmt.Errorf("storing blob %s in the cache: %w", h, err)
-	}
-	return syncDir(filepath.Dir(c.Path(h)))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
-		return err
 	}
 	return nil
 }
@@ -204,17 +189,17 @@ func (c *Cache) finish(ing *ingest, want v1.Hash, size int64) error {
 		return &DigestError{Digest: want, Got: got}
 	}
 	name := ing.f.Name()
-	if err := ing.f.Sync(); err != nil {
-		ing.close()
-		return err
-	}
+	// No fsync here: a crash can leave a renamed blob whose pages never
+	// reached the disk, so every reader re-hashes a blob it did not just
+	// download itself (tarball.Write does). That is cheaper than one fsync
+	// per blob, which cost more than the download on loopback.
 	// Rename while still holding the lock, so a waiting writer sees the blob.
 	if err := os.Rename(name, c.Path(want)); err != nil {
 		ing.close()
 		return fmt.Errorf("storing blob %s in the cache: %w", want, err)
 	}
 	ing.close()
-	return syncDir(filepath.Dir(c.Path(want)))
+	return nil
 }
 
 func (ing *ingest) close() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -62,8 +63,9 @@ type Client struct {
 	ua       string
 	cache    *Cache
 
-	mu    sync.Mutex
-	repos map[string]*repoTransport
+	mu     sync.Mutex
+	repos  map[string]*repoTransport
+	stored map[string]bool // blobs this client put in the cache
 }
 
 type repoTransport struct {
@@ -81,6 +83,7 @@ func New(opts Options) *Client {
 		progress: opts.Progress,
 		ua:       opts.UserAgent,
 		repos:    map[string]*repoTransport{},
+		stored:   map[string]bool{},
 		cache:    opts.Cache,
 	}
 	if c.keychain == nil {
@@ -208,15 +211,52 @@ func (c *Client) remoteOptions(ctx context.Context, repo name.Repository) ([]rem
 // user can act on.
 func describe(err error) error {
 	var te *transport.Error
-	if errors.As(err, &te) {
-		switch te.StatusCode {
-		case http.StatusUnauthorized:
-			return fmt.Errorf("authentication failed (check docker login / DOCKER_CONFIG): %w", err)
-		case http.StatusForbidden:
-			return fmt.Errorf("access denied: %w", err)
-		case http.StatusNotFound:
-			return fmt.Errorf("not found: %w", err)
-		}
+	if !errors.As(err, &te) {
+		return err
 	}
-	return err
+	// transport.Error's own text ends with a Go map of details; keep the
+	// registry's codes and messages only.
+	var parts []string
+	for _, d := range te.Errors {
+		parts = append(parts, string(d.Code)+": "+d.Message)
+	}
+	if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("%d %s", te.StatusCode, http.StatusText(te.StatusCode)))
+	}
+	msg := strings.Join(parts, "; ")
+	if te.Request != nil {
+		msg = te.Request.Method + " " + redact(te.Request.URL.String()) + ": " + msg
+	}
+	switch te.StatusCode {
+	case http.StatusUnauthorized:
+		msg = "authentication failed (check docker login / DOCKER_CONFIG): " + msg
+	case http.StatusForbidden:
+		msg = "access denied: " + msg
+	case http.StatusNotFound:
+		msg = "not found: " + msg
+	}
+	return &registryError{msg: msg, err: te}
+}
+
+// registryError is a registry's error answer, told in one line.
+type registryError struct {
+	msg string
+	err *transport.Error
+}
+
+func (e *registryError) Error() string { return e.msg }
+func (e *registryError) Unwrap() error { return e.err }
+
+// StoredThisRun says whether this client put blob h into the cache (it was
+// not there before).
+func (c *Client) StoredThisRun(h v1.Hash) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stored[h.String()]
+}
+
+func (c *Client) markStored(h v1.Hash) {
+	c.mu.Lock()
+	c.stored[h.String()] = true
+	c.mu.Unlock()
 }

@@ -52,8 +52,11 @@ func (c *Client) GetManifest(ctx context.Context, ref name.Reference) (*Manifest
 	if !d.MediaType.IsIndex() && !d.MediaType.IsImage() {
 		return nil, fmt.Errorf("fetching manifest of %s: unsupported media type %q", ref, d.MediaType)
 	}
-	if err := c.cache.Put(d.Digest, d.Manifest); err != nil {
-		return nil, fmt.Errorf("caching manifest of %s: %w", ref, err)
+	if !c.cache.Has(d.Digest, int64(len(d.Manifest))) {
+		if err := c.cache.Put(d.Digest, d.Manifest); err != nil {
+			return nil, fmt.Errorf("caching manifest of %s: %w", ref, err)
+		}
+		c.markStored(d.Digest)
 	}
 	return &Manifest{
 		Descriptor: v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(d.Manifest))},

@@ -1,0 +1,210 @@
+package bundle
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// outputFile is the bundle being written: a temp file beside the final
+// path, renamed into place only when complete. Writes are handed to a
+// goroutine that hashes (for <file>.sha256) and writes them, so reading
+// blobs and hashing/writing use both cores; it also starts write-back of
+// each 64 MiB as it goes, so the fsync at the end has little left to do.
+type outputFile struct {
+	path string
+	f    *os.File
+	lock *os.File
+	done bool
+
+	sum    hash.Hash
+	n      int64
+	cur    []byte
+	free   chan []byte
+	work   chan []byte
+	errc   chan error
+	werr   error // first error of the writing goroutine, once seen
+	failed atomic.Pointer[error]
+	closed bool
+}
+
+const (
+	outBufSize   = 1 << 20
+	outBufs      = 4
+	writeBackGap = 64 << 20
+)
+
+// openOutput checks that the output directory exists and is writable,
+// takes the output's lock (another create writing the same file makes
+// this fail at once), and creates the temp file.
+func openOutput(path string) (*outputFile, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(abs)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("output directory %s: %w", dir, errors.Unwrap(err))
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("output directory %s is not a directory", dir)
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("output %s is a directory", path)
+	}
+	lock, err := lockOutput(abs)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(abs)+".tmp-*")
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("cannot write to output directory %s: %w", dir, errors.Unwrap(err))
+	}
+	// CreateTemp makes 0600 files; a bundle is meant to be copied and read.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		lock.Close()
+		return nil, err
+	}
+	o := &outputFile{
+		path: abs, f: f, lock: lock, sum: sha256.New(),
+		free: make(chan []byte, outBufs), work: make(chan []byte, outBufs), errc: make(chan error, 1),
+	}
+	for range outBufs - 1 {
+		o.free <- make([]byte, 0, outBufSize)
+	}
+	o.cur = make([]byte, 0, outBufSize)
+	go o.writer()
+	return o, nil
+}
+
+// writer hashes and writes the filled buffers in order.
+func (o *outputFile) writer() {
+	var err error
+	var off, started int64
+	for b := range o.work {
+		if err == nil {
+			o.sum.Write(b)
+			if _, err = o.f.Write(b); err != nil {
+				o.failed.Store(&err) // Write stops at once (disk full…)
+			}
+			off += int64(len(b))
+			if off-started >= writeBackGap {
+				// Start write-back of what is written so far; does not wait.
+				_ = unix.SyncFileRange(int(o.f.Fd()), started, off-started, unix.SYNC_FILE_RANGE_WRITE)
+				started = off
+			}
+		}
+		o.free <- b[:0]
+	}
+	o.errc <- err
+}
+
+func (o *outputFile) Write(p []byte) (int, error) {
+	if o.werr != nil {
+		return 0, o.werr
+	}
+	if e := o.failed.Load(); e != nil {
+		return 0, *e
+	}
+	n := len(p)
+	for len(p) > 0 {
+		k := copy(o.cur[len(o.cur):cap(o.cur)], p)
+		o.cur = o.cur[:len(o.cur)+k]
+		p = p[k:]
+		if len(o.cur) == cap(o.cur) {
+			o.work <- o.cur
+			o.cur = <-o.free
+		}
+	}
+	o.n += int64(n)
+	return n, nil
+}
+
+// flush hands over the last buffer and waits for the writer.
+func (o *outputFile) flush() error {
+	if o.closed {
+		return o.werr
+	}
+	o.closed = true
+	if len(o.cur) > 0 {
+		o.work <- o.cur
+	}
+	close(o.work)
+	o.werr = <-o.errc
+	return o.werr
+}
+
+// commit syncs the temp file, writes <file>.sha256 (atomically), and
+// renames the bundle into place.
+func (o *outputFile) commit() (string, int64, error) {
+	if err := o.flush(); err != nil {
+		return "", 0, fmt.Errorf("writing %s: %w", o.path, err)
+	}
+	if err := o.f.Sync(); err != nil {
+		return "", 0, fmt.Errorf("writing %s: %w", o.path, err)
+	}
+	if err := o.f.Close(); err != nil {
+		return "", 0, fmt.Errorf("writing %s: %w", o.path, err)
+	}
+	sum := hex.EncodeToString(o.sum.Sum(nil))
+	line := fmt.Sprintf("%s  %s\n", sum, filepath.Base(o.path))
+	if err := writeFileAtomic(o.path+".sha256", []byte(line)); err != nil {
+		return "", 0, err
+	}
+	if err := os.Rename(o.f.Name(), o.path); err != nil {
+		return "", 0, fmt.Errorf("renaming into place: %w", err)
+	}
+	o.done = true
+	if d, err := os.Open(filepath.Dir(o.path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	o.lock.Close()
+	return sum, o.n, nil
+}
+
+// abort removes the temp file unless commit succeeded.
+func (o *outputFile) abort() {
+	if o.done {
+		return
+	}
+	_ = o.flush()
+	o.f.Close()
+	os.Remove(o.f.Name())
+	o.lock.Close()
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

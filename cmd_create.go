@@ -1,0 +1,102 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/bundle-tool/bundle/bundle"
+	"github.com/bundle-tool/bundle/fetch"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "create",
+		Usage:     "pull the images listed in a manifest file into one bundle file",
+		UsageText: "bundle create -f images.yaml -o images.tar [options]",
+		Description: `Reads images.yaml (or a plain images.txt list), resolves every reference on its
+registry, downloads every blob into a verified cache, and writes one tar that
+'docker load -i' accepts as it is, with bundle.json (digest index and blob index)
+first. The file is written to a temp file beside the output and renamed only when
+complete; images.tar.sha256 is written beside it.
+
+Examples:
+   bundle create -f images.yaml -o images.tar
+   bundle create -f images.txt -o images.tar --lock images.lock
+   SOURCE_DATE_EPOCH=0 bundle create -f images.yaml --locked images.lock -o images.tar
+   bundle create -f images.yaml -o - | ssh gateway 'cat > images.tar'
+   bundle create -f images.yaml -o images.tar --quiet --json   # cron`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest file (images.yaml or images.txt)", Required: true},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle file to write, or - for stdout", Required: true},
+			&cli.StringFlag{Name: "lock", Usage: "write the digest each reference resolved to into this lockfile"},
+			&cli.StringFlag{Name: "locked", Usage: "fetch exactly the digests of this lockfile (a moved tag is an error)"},
+			&cli.StringFlag{Name: "cache", Usage: "blob cache directory (default $XDG_CACHE_HOME/bundle)", EnvVars: []string{"BUNDLE_CACHE"}},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel downloads", Value: bundle.DefaultJobs()},
+			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
+			&cli.StringFlag{Name: "docker-platform", Usage: "platform that manifest.json lists for multi-arch references (default: the first platform asked for)"},
+			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
+		},
+		Action: runCreate,
+	})
+}
+
+func runCreate(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("create takes no arguments (got %q); use -f and -o", c.Args().First())
+	}
+	opts := bundle.CreateOptions{
+		File:           c.String("file"),
+		Output:         c.String("output"),
+		Stdout:         c.App.Writer,
+		Lock:           c.String("lock"),
+		Locked:         c.String("locked"),
+		CacheDir:       c.String("cache"),
+		Jobs:           c.Int("jobs"),
+		Insecure:       c.StringSlice("insecure"),
+		DockerPlatform: c.String("docker-platform"),
+		Creator:        "bundle " + version,
+	}
+	if opts.Output == "-" && c.Bool("json") {
+		return usagef("--json and -o - both write to stdout; choose one")
+	}
+	if opts.Lock != "" && opts.Locked != "" && opts.Lock == opts.Locked {
+		return usagef("--lock and --locked name the same file")
+	}
+	if r := c.Int("retries"); r > 0 {
+		opts.Retry = fetch.DefaultRetryPolicy
+		opts.Retry.Attempts = r
+	}
+	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
+		}
+		t := time.Unix(sec, 0).UTC()
+		opts.SourceDateEpoch = &t
+	}
+	ui := newCreateUI(c.App.ErrWriter, c.Bool("quiet"))
+	opts.Progress = ui
+	res, err := bundle.Create(c.Context, opts)
+	ui.finish()
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		b, err := bundle.MarshalResult(res)
+		if err != nil {
+			return err
+		}
+		_, err = c.App.Writer.Write(b)
+		return err
+	}
+	if opts.Output != "-" {
+		ui.printf("wrote %s: %d images, %d blobs, %s; downloaded %d blobs (%s), %d from cache, %d retries, %.1fs\n",
+			res.Output, len(res.Images), res.Blobs, humanBytes(res.FileBytes), res.BlobsDownloaded,
+			humanBytes(res.BytesDownloaded), res.BlobsFromCache, res.Retries, res.Seconds)
+	}
+	return nil
+}

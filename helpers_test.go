@@ -1,0 +1,35 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os/exec"
+	"testing"
+
+	"github.com/bundle-tool/bundle/internal/testenv"
+	"github.com/bundle-tool/bundle/manifests"
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func mustRef(t testing.TB, s string) name.Reference {
+	t.Helper()
+	r, err := manifests.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// execQuiet runs a cleanup command, ignoring its output.
+func execQuiet(name string, args ...string) ([]byte, error) {
+	p, err := testenv.LookPath(name)
+	if err != nil {
+		return nil, err
+	}
+	return exec.Command(p, args...).CombinedOutput()
+}

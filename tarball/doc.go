@@ -1,0 +1,10 @@
+// Package tarball reads and writes the bundle file: one plain tar that is
+// at once a docker-save archive (manifest.json) and an OCI image layout
+// (oci-layout, index.json, blobs/sha256/…), led by bundle.json, the
+// bundle's own index of references, digests and blobs.
+//
+// The format is specified in docs/format.md (after FORMAT.md of the design).
+// The writer is deterministic: the same Layout, blobs and modification time
+// give the same bytes. Every blob is checked against its digest and size
+// as it is copied in, so a damaged cache never reaches a bundle.
+package tarball
