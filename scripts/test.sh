@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test.sh: the whole test suite, as CI runs it (make test; .ci/run).
+# Installs what the integration tests need (scripts/install-deps.sh), then runs
+# go vet, every test with the race detector on, and each fuzz target briefly.
+# Under CI=true a missing registry, dockerd, skopeo, podman or ctr fails the
+# run instead of skipping. FUZZTIME=60s for a longer fuzz run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+
+scripts/install-deps.sh
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test (race detector on)"
+go test -race -count=1 -timeout 40m ./...
+
+echo "== fuzz (${FUZZTIME:=5s} each)"
+# Every FuzzXxx function, one at a time (go test -fuzz takes one target per package).
+grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' . | while read -r f; do
+	pkg="./$(dirname "${f#./}")"
+	grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //' | while read -r fn; do
+		echo "-- $pkg $fn"
+		go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$FUZZTIME" "$pkg"
+	done
+done
+
+if [[ -x scripts/bench.sh ]]; then
+	echo "== bench smoke"
+	scripts/bench.sh --smoke
+fi
+echo "== all tests passed"
