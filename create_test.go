@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,10 @@ import (
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // imagesYAML lists every seeded image of the shared registry.
@@ -320,4 +325,52 @@ func TestCreateErrors(t *testing.T) {
 		})
 	}
 	_ = reg
+}
+
+// Acceptance 6, credentials: a registry with basic auth; the right
+// credentials in DOCKER_CONFIG work, wrong ones give a clear error and no file.
+func TestCreateCredentials(t *testing.T) {
+	testenv.Require(t, testenv.RegistryProgram)
+	reg, err := testenv.StartRegistryWithAuth(t.TempDir(), "alice", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Stop() })
+	dir := t.TempDir()
+	login := func(user, pass string) {
+		cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host, base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+	login("alice", "s3cret")
+	ref, err := name.ParseReference(reg.Host + "/private/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"})); err != nil {
+		t.Fatal(err)
+	}
+	yaml := filepath.Join(dir, "images.yaml")
+	if err := os.WriteFile(yaml, []byte("images:\n  - "+ref.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.tar")
+
+	// The right credentials, from DOCKER_CONFIG: the bundle is written.
+	mustBundle(t, "create", "-q", "-f", yaml, "-o", filepath.Join(dir, "ok.tar"), "--cache", filepath.Join(dir, "cache"))
+
+	login("alice", "wrong")
+	_, stderr, code := bundleCLI(t, "create", "-f", yaml, "-o", out, "--cache", filepath.Join(dir, "cache2"))
+	if code != 1 || !strings.Contains(stderr, "authentication failed") || !strings.Contains(stderr, reg.Host+"/private/app:1") {
+		t.Errorf("wrong credentials: exit %d, want 1 and an error naming the image and 'authentication failed'; stderr:\n%s", code, stderr)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("output exists after a failure: %v", err)
+	}
 }

@@ -482,7 +482,8 @@ func resolve(ctx context.Context, client *fetch.Client, t target) (*resolved, er
 		if err != nil {
 			return nil, err
 		}
-		if !(len(t.platforms) == 1 && t.platforms[0] == "all") && !platformWanted(pm.Platform, t.platforms) {
+		// A config that names no platform cannot be checked: keep it.
+		if pm.Platform != "" && !(len(t.platforms) == 1 && t.platforms[0] == "all") && !platformWanted(pm.Platform, t.platforms) {
 			return nil, fmt.Errorf("the image is %s only; asked for %s", pm.Platform, strings.Join(t.platforms, ", "))
 		}
 		r.image.Manifests = []tarball.PlatformManifest{*pm}
@@ -559,7 +560,7 @@ func imageManifest(ctx context.Context, client *fetch.Client, repo name.Reposito
 	cfg, err := client.ReadConfig(mf.Config.Digest)
 	if err == nil {
 		diffIDs = cfg.RootFS.DiffIDs
-		if plat == nil {
+		if plat == nil && cfg.OS != "" && cfg.Architecture != "" {
 			plat = &v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
 		}
 	} else if mf.Config.MediaType.IsConfig() {

@@ -3,6 +3,7 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"golang.org/x/crypto/bcrypt"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +37,7 @@ type Registry struct {
 	PID int
 
 	proc       *process
+	auth       bool
 	stopCalled atomic.Bool
 	stopOnce   sync.Once
 	stopErr    error
@@ -67,6 +69,12 @@ func StartRegistry(t testing.TB) *Registry {
 // dir, and waits until it answers. The caller calls Stop. It returns a
 // *MissingError when docker-registry is not installed.
 func StartRegistryProcess(dir string) (*Registry, error) {
+	return StartRegistryWithAuth(dir, "", "")
+}
+
+// StartRegistryWithAuth is StartRegistryProcess with htpasswd basic auth
+// for user and password (none when user is ""): for tests of credentials.
+func StartRegistryWithAuth(dir, user, password string) (*Registry, error) {
 	paths, err := lookPaths(RegistryProgram)
 	if err != nil {
 		return nil, err
@@ -83,7 +91,7 @@ func StartRegistryProcess(dir string) (*Registry, error) {
 	// retried with a new port.
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		r, err := startRegistryOnce(paths[0], dir)
+		r, err := startRegistryOnce(paths[0], dir, user, password)
 		if err == nil {
 			return r, nil
 		}
@@ -97,7 +105,7 @@ func StartRegistryProcess(dir string) (*Registry, error) {
 
 var errAddrInUse = errors.New("address already in use")
 
-func startRegistryOnce(bin, dir string) (*Registry, error) {
+func startRegistryOnce(bin, dir, user, password string) (*Registry, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Errorf("starting registry: finding a free port: %w", err)
@@ -110,6 +118,17 @@ storage:
   delete: {enabled: true}
 http: {addr: %q}
 `, filepath.Join(dir, "data"), host)
+	if user != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			return nil, err
+		}
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("starting registry: writing htpasswd: %w", err)
+		}
+		config += fmt.Sprintf("auth: {htpasswd: {realm: bundle-test, path: %q}}\n", htpasswd)
+	}
 	configPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return nil, fmt.Errorf("starting registry: writing config: %w", err)
@@ -120,7 +139,7 @@ http: {addr: %q}
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{Host: host, URL: "http://" + host, Dir: dir, PID: proc.pid(), proc: proc}
+	r := &Registry{Host: host, URL: "http://" + host, Dir: dir, PID: proc.pid(), proc: proc, auth: user != ""}
 	if err := r.waitReady(); err != nil {
 		proc.stop(syscall.SIGKILL, 0)
 		tail := proc.logTail()
@@ -146,7 +165,7 @@ func (r *Registry) waitReady() error {
 		resp, err := client.Get(r.URL + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || (r.auth && resp.StatusCode == http.StatusUnauthorized) {
 				return nil
 			}
 			last = "GET /v2/: " + resp.Status
