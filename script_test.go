@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -15,6 +16,12 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("BUNDLE_CACHE", env.WorkDir+"/cache")
+			// $TESTDATA: the repository's testdata directory (fixtures).
+			td, err := filepath.Abs("testdata")
+			if err != nil {
+				return err
+			}
+			env.Setenv("TESTDATA", td)
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
