@@ -92,7 +92,10 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 bundle corrupt or incomplete, 130 interrup
 }
 
 func main() {
-	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+	stop := startProfiles()
+	code := run(os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
