@@ -31,7 +31,9 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bundle-bench.XXXXXX")
 reg_pid=""
+proxy_pid=""
 cleanup() {
+	if [[ -n "$proxy_pid" ]]; then kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; fi
 	if [[ -n "$reg_pid" ]]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
 	rm -rf "$work"
 }
@@ -58,6 +60,7 @@ echo "bench: building bundle and tools" >&2
 go build -o "$work/bundle" .
 go build -o "$work/seed" ./internal/cmd/seed
 go build -o "$work/benchseed" ./internal/cmd/benchseed
+go build -o "$work/shapeproxy" ./internal/cmd/shapeproxy
 GOBIN="$work/bin" go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 crane="$work/bin/crane"
 bundle="$work/bundle"
@@ -71,6 +74,14 @@ mapfile -t refs <"$work/refs.txt"
 	echo "images:"
 	sed 's/^/  - /' "$work/refs.txt"
 } >"$work/images.yaml"
+
+# A "remote" registry: 40 ms per request, 25 MB/s per connection (SHAPE_LATENCY, SHAPE_RATE).
+"$work/shapeproxy" -upstream "$host" -latency "${SHAPE_LATENCY:-40ms}" -rate "${SHAPE_RATE:-26214400}" -max-time 2h >"$work/proxy.addr" &
+proxy_pid=$!
+for _ in $(seq 1 50); do [[ -s "$work/proxy.addr" ]] && break; sleep 0.1; done
+shaped=$(cat "$work/proxy.addr")
+sed "s/$host/$shaped/" "$work/images.yaml" >"$work/shaped.yaml"
+mapfile -t shaped_refs < <(sed "s/$host/$shaped/" "$work/refs.txt")
 
 # measure NAME CMD...: runs CMD under GNU time; appends "NAME seconds maxrss_kib" to results.
 measure() {
@@ -93,9 +104,19 @@ for i in $(seq 1 "$ITER"); do
 		measure crane_pull "$crane" pull --platform linux/amd64 "${refs[@]}" "$work/crane.tar"
 		measure create_cold "$bundle" create -q -f "$work/images.yaml" -o "$work/out.tar" --cache "$work/cache"
 	fi
-	# 2. warm cache (the nightly case).
+	# 2. through the shaped proxy (a remote registry), alternating order.
+	rm -rf "$work/cache-s"
+	if (( i % 2 )); then
+		measure create_shaped "$bundle" create -q -f "$work/shaped.yaml" -o "$work/s.tar" --cache "$work/cache-s"
+		measure crane_shaped "$crane" pull --platform linux/amd64 "${shaped_refs[@]}" "$work/crane.tar"
+	else
+		measure crane_shaped "$crane" pull --platform linux/amd64 "${shaped_refs[@]}" "$work/crane.tar"
+		measure create_shaped "$bundle" create -q -f "$work/shaped.yaml" -o "$work/s.tar" --cache "$work/cache-s"
+	fi
+	rm -rf "$work/cache-s" "$work/s.tar" "$work/s.tar.sha256" "$work/crane.tar"
+	# 3. warm cache (the nightly case).
 	measure create_warm "$bundle" create -q -f "$work/images.yaml" -o "$work/out2.tar" --cache "$work/cache"
-	# 3. verify vs sha256sum of the same file.
+	# 4. verify vs sha256sum of the same file.
 	if "$bundle" verify --help >/dev/null 2>&1; then
 		measure sha256sum sha256sum "$work/out.tar"
 		measure verify "$bundle" verify -q -i "$work/out.tar"
@@ -115,6 +136,7 @@ table=$(awk -v size="$size" '
 		printf "| case | bundle median s | peer | peer median s | ratio | bundle peak RSS MiB | peer peak RSS MiB |\n"
 		printf "|---|---|---|---|---|---|---|\n"
 		row("create (cold cache) vs crane pull", "create_cold", "crane pull", "crane_pull")
+		row("create vs crane pull, shaped (40 ms, 25 MB/s per connection)", "create_shaped", "crane pull", "crane_shaped")
 		row("create, warm cache vs cold", "create_warm", "create cold", "create_cold")
 		if ("verify" in t) row("verify vs sha256sum", "verify", "sha256sum", "sha256sum")
 		printf "\nbundle file: %.1f MiB\n", size / 1048576
