@@ -4,6 +4,9 @@
 // bundle's own index of references, digests and blobs.
 //
 // The format is specified in docs/format.md (after FORMAT.md of the design).
+// Reader reads a bundle in one sequential pass, never seeking, and refuses
+// unsafe entries (absolute or .. paths, links, devices, duplicates, names
+// outside the layout, oversized JSON) and foreign archives by name.
 // The writer is deterministic: the same Layout, blobs and modification time
 // give the same bytes. Every blob is checked against its digest and size
 // as it is copied in, so a damaged cache never reaches a bundle.

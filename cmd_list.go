@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/bundle-tool/bundle/tarball"
+	"github.com/bundle-tool/bundle/verify"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "list",
+		Usage:     "show the images a bundle file holds",
+		UsageText: "bundle list -i images.tar [--json]",
+		Description: `Reads bundle.json, the first entry of the bundle, and nothing more (fast on any
+size): every reference with the digest the registry served for it, its media type,
+and per platform the manifest digest, layer count and compressed size; then the
+totals and the bytes saved by storing shared blobs once. It does not check the
+blobs: run 'bundle verify' for that.
+
+Examples:
+   bundle list -i images.tar
+   bundle list -i images.tar --json | jq -r '.images[].ref'`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to read, or - for stdin", Required: true},
+			&cli.BoolFlag{Name: "json", Usage: "print the listing as one JSON object on stdout"},
+		},
+		Action: runList,
+	})
+}
+
+func runList(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("list takes no arguments (got %q); name the bundle with -i", c.Args().First())
+	}
+	in, err := openInput(c, c.String("input"))
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	l, err := verify.List(in)
+	if err != nil {
+		var nb *tarball.NotBundleError
+		if errors.As(err, &nb) {
+			return withHint(fmt.Errorf("%s: %w", in.name, err), notBundleHint(err.Error(), in.name))
+		}
+		return fmt.Errorf("%s: %w", in.name, err)
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(l)
+	}
+	return printListing(c.App.Writer, l)
+}
+
+func printListing(w io.Writer, l *verify.Listing) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERENCE\tTYPE\tPLATFORM\tDIGEST\tLAYERS\tSIZE")
+	for _, im := range l.Images {
+		if !im.MediaType.IsIndex() && len(im.Manifests) == 1 && im.Manifests[0].Digest == im.Digest {
+			m := im.Manifests[0]
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", im.Ref, shortType(im.MediaType), m.Platform, im.Digest, m.Layers, humanBytes(im.Size))
+			continue
+		}
+		layers := 0
+		for _, m := range im.Manifests {
+			layers += m.Layers
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", im.Ref, shortType(im.MediaType), "", im.Digest, layers, humanBytes(im.Size))
+		for _, m := range im.Manifests {
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%d\t%s\n", "  manifest", m.Platform, m.Digest, m.Layers, humanBytes(m.Size))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	t := l.Totals
+	_, err := fmt.Fprintf(w, "\n%d %s, %d %s, %s of blobs; sharing saves %s (%s as separate images)\n",
+		t.Images, plural(t.Images, "image", "images"), t.Blobs, plural(t.Blobs, "blob", "blobs"),
+		humanBytes(t.Bytes), humanBytes(t.SavedBySharing), humanBytes(t.ImageBytes))
+	if err == nil && t.External > 0 {
+		_, err = fmt.Fprintf(w, "%d %s referenced but not carried (a delta bundle: the target must have them)\n", t.External, plural(t.External, "blob", "blobs"))
+	}
+	return err
+}
+
+// shortType names a manifest media type the way people say it.
+func shortType(mt types.MediaType) string {
+	switch mt {
+	case types.OCIImageIndex:
+		return "oci index"
+	case types.OCIManifestSchema1:
+		return "oci manifest"
+	case types.DockerManifestList:
+		return "docker list"
+	case types.DockerManifestSchema2:
+		return "docker manifest"
+	case "":
+		return "-"
+	}
+	return string(mt)
+}

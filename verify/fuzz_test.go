@@ -1,0 +1,50 @@
+package verify_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/bundle-tool/bundle/tarball"
+	"github.com/bundle-tool/bundle/verify"
+	"github.com/bundle-tool/bundle/verify/bundletest"
+)
+
+// FuzzVerify feeds Verify arbitrary bytes, seeded with a small valid
+// bundle: whatever the input, nothing panics, nothing fails to read (the
+// input is in memory), and a bundle is intact only without findings.
+func FuzzVerify(f *testing.F) {
+	img, err := bundletest.RandomImage(64, 2, "linux/amd64", 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ix, err := bundletest.RandomIndex(32, 1, 2, "linux/amd64", "linux/arm64")
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := bundletest.New(
+		bundletest.Ref{Name: "docker.io/library/small:1", Image: img},
+		bundletest.Ref{Name: "docker.io/library/multi:1", Index: ix},
+	)
+	if err != nil {
+		f.Fatal(err)
+	}
+	data, offsets := b.Bytes()
+	f.Add(data)
+	f.Add(data[:offsets[tarball.DockerManifest]+20])
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rep, err := verify.Verify(context.Background(), bytes.NewReader(data), verify.Options{Deep: true, MaxLayerSize: 16 << 20})
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		if rep.Intact != (rep.Complete && len(rep.Findings) == 0) {
+			t.Fatalf("intact %v, complete %v, %d findings", rep.Intact, rep.Complete, len(rep.Findings))
+		}
+		for _, f := range rep.Findings {
+			if f.Problem == "" || f.Code == "" {
+				t.Fatalf("finding without problem or code: %+v", f)
+			}
+		}
+	})
+}
