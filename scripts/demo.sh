@@ -44,6 +44,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "build bundle"
 go build -o "$work/bundle" .
+go build -o "$work/digest" ./internal/cmd/digest
 bundle="$work/bundle"
 
 step "push test images to the registry at $host"
@@ -78,8 +79,8 @@ fail=0
 while read -r ref; do
 	[[ "$ref" == *@* ]] && continue
 	path=${ref#"$host"/}
-	src=$(go run ./internal/cmd/digest "$ref")
-	dst=$(go run ./internal/cmd/digest "$host/mirror/$path")
+	src=$("$work/digest" "$ref")
+	dst=$("$work/digest" "$host/mirror/$path")
 	if [[ "$src" == "$dst" ]]; then s=same; else s=DIFFERENT; fail=1; fi
 	printf '%-40s %s %s\n' "$path" "$src" "$s"
 done <"$work/refs.txt"

@@ -1,0 +1,405 @@
+package bundle
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/load"
+	"github.com/bundle-tool/bundle/verify"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/klauspost/pgzip"
+)
+
+// LoadProgress receives what Load does. Implementations must be safe for
+// concurrent use.
+type LoadProgress interface {
+	load.Progress
+	// Verifying reports how far the verify pass has read; total is the
+	// file's size, 0 when unknown (a pipe).
+	Verifying(read, total int64)
+	// Verified reports the verify pass's report (intact or not).
+	Verified(rep *verify.Report)
+	// Loading says the images go into target now (or with a dry run, are
+	// being checked against it).
+	Loading(target string, images int, dryRun bool)
+}
+
+// NopLoadProgress discards every event.
+type NopLoadProgress struct{}
+
+func (NopLoadProgress) Planned(int, int, int64)                  {}
+func (NopLoadProgress) Sent(int64)                               {}
+func (NopLoadProgress) Done(load.ImageResult)                    {}
+func (NopLoadProgress) Retry(string, int, string, time.Duration) {}
+func (NopLoadProgress) Verifying(int64, int64)                   {}
+func (NopLoadProgress) Verified(*verify.Report)                  {}
+func (NopLoadProgress) Loading(string, int, bool)                {}
+
+// LoadOptions are the inputs of Load.
+type LoadOptions struct {
+	// Input is the bundle file, or "-" for Stdin.
+	Input string
+	Stdin io.Reader
+	// To names the target (load.ParseTarget): "docker" (or ""), the docker
+	// daemon at DOCKER_HOST; "docker://HOST[/PREFIX]", a registry;
+	// "oci:DIR", an OCI image layout directory.
+	To string
+	// DryRun checks the target and says what a load would do; it writes
+	// nothing.
+	DryRun bool
+	// Images and Platforms select what to load (load.Selection).
+	Images    []string
+	Platforms []string
+	// Jobs, Insecure, Keychain, Retry and DockerHost configure the target
+	// (load.Options).
+	Jobs       int
+	Insecure   []string
+	Keychain   authn.Keychain
+	Retry      fetch.RetryPolicy
+	DockerHost string
+	// TempDir is where a bundle read from a pipe or a compressed bundle is
+	// spooled (uncompressed) before loading; "" means os.TempDir().
+	TempDir  string
+	Progress LoadProgress
+}
+
+// VerifySummary is what the verify pass found.
+type VerifySummary struct {
+	Images  int     `json:"images"`
+	Blobs   int     `json:"blobs"`
+	Bytes   int64   `json:"bytes"`
+	Spooled bool    `json:"spooled,omitempty"` // read from a pipe or decompressed into a temp file
+	Seconds float64 `json:"seconds"`
+}
+
+// LoadResult says what Load did. It is what `bundle load --json` prints.
+type LoadResult struct {
+	Input    string             `json:"input"`
+	Target   string             `json:"target"`
+	DryRun   bool               `json:"dryRun,omitempty"`
+	Verified VerifySummary      `json:"verified"`
+	Images   []load.ImageResult `json:"images"`
+	// Notes are what the selection left out.
+	Notes []string `json:"notes,omitempty"`
+	// Loaded and Skipped count images (Present and Missing with DryRun).
+	Loaded  int `json:"loaded"`
+	Skipped int `json:"skipped"`
+	Present int `json:"present,omitempty"`
+	Missing int `json:"missing,omitempty"`
+	load.Stats
+	Seconds float64 `json:"seconds"`
+}
+
+// CorruptError says the bundle did not verify; nothing was loaded. Report
+// holds every finding.
+type CorruptError struct {
+	Name   string
+	Report *verify.Report
+	// Brief leaves the first finding out of the message (the caller has
+	// printed every finding).
+	Brief bool
+}
+
+func (e *CorruptError) Error() string {
+	n := len(e.Report.Findings)
+	if n == 1 && e.Report.Findings[0].Code == verify.CodeNotBundle {
+		return fmt.Sprintf("%s: %s; nothing was loaded", e.Name, e.Report.Findings[0].Problem)
+	}
+	s := "problems"
+	if n == 1 {
+		s = "problem"
+	}
+	first := ""
+	if n > 0 && !e.Brief {
+		first = ": " + e.Report.Findings[0].String()
+		if n > 1 {
+			first += fmt.Sprintf(" (and %d more)", n-1)
+		}
+	}
+	return fmt.Sprintf("%s is corrupt or incomplete (%d %s), nothing was loaded%s", e.Name, n, s, first)
+}
+
+// IsLoadCorrupt reports whether err from Load says the bundle is corrupt,
+// incomplete or changed while it was read (exit code 3).
+func IsLoadCorrupt(err error) bool {
+	var ce *CorruptError
+	var ch *load.ChangedError
+	return errors.As(err, &ce) || errors.As(err, &ch)
+}
+
+// Load runs bundle load: it verifies the whole bundle first (a file in
+// place; a pipe or a compressed bundle while spooling it, uncompressed, to
+// a temp file), and only when it is intact loads the selected images into
+// the target. Every blob is hashed again as it is loaded.
+func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
+	start := time.Now()
+	if opts.Progress == nil {
+		opts.Progress = NopLoadProgress{}
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = DefaultJobs()
+	}
+	target, err := load.ParseTarget(opts.To, load.Options{
+		Jobs:       opts.Jobs,
+		Insecure:   opts.Insecure,
+		Keychain:   opts.Keychain,
+		Retry:      opts.Retry,
+		DockerHost: opts.DockerHost,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Input == "" {
+		return nil, errors.New("no bundle file given")
+	}
+	if opts.Input != "-" {
+		if _, err := os.Stat(opts.Input); err != nil {
+			return nil, fmt.Errorf("opening the bundle: %w", err)
+		}
+	}
+	if err := target.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s: %w", target, err)
+	}
+	name := opts.Input
+	if name == "-" {
+		name = "stdin"
+	}
+	res := &LoadResult{Input: name, Target: target.String(), DryRun: opts.DryRun, Images: []load.ImageResult{}}
+
+	b, cleanup, err := openVerified(ctx, opts, name, &res.Verified)
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		return nil, err
+	}
+	images, notes, err := load.Select(b, load.Selection{Images: opts.Images, Platforms: opts.Platforms})
+	if err != nil {
+		return nil, err
+	}
+	res.Notes = notes
+	if len(images) == 0 && len(b.Index.Images) > 0 {
+		return nil, fmt.Errorf("nothing to load: %s", strings.Join(notes, "; "))
+	}
+
+	opts.Progress.Loading(target.String(), len(images), opts.DryRun)
+	var lr *load.Result
+	if opts.DryRun {
+		lr, err = target.Check(ctx, b, images)
+	} else {
+		lr, err = target.Load(ctx, b, images, opts.Progress)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("loading into %s: %w", target, err)
+	}
+	res.Images = lr.Images
+	res.Stats = lr.Stats
+	res.Loaded = lr.Count(load.StatusLoaded)
+	res.Skipped = lr.Count(load.StatusSkipped)
+	res.Present = lr.Count(load.StatusPresent)
+	res.Missing = lr.Count(load.StatusMissing)
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// openVerified verifies the input and opens it for loading.
+func openVerified(ctx context.Context, opts LoadOptions, name string, sum *VerifySummary) (*load.Bundle, func(), error) {
+	start := time.Now()
+	defer func() { sum.Seconds = time.Since(start).Seconds() }()
+	if opts.Input == "" {
+		return nil, nil, errors.New("no bundle file given")
+	}
+	if opts.Input != "-" {
+		fi, err := os.Stat(opts.Input)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening the bundle: %w", err)
+		}
+		if fi.IsDir() {
+			return nil, nil, fmt.Errorf("opening the bundle: %s is a directory", opts.Input)
+		}
+		if fi.Mode().IsRegular() {
+			b, err := verifyFile(ctx, opts, name, fi.Size(), sum)
+			if !errors.Is(err, load.ErrCompressed) {
+				var cleanup func()
+				if b != nil {
+					cleanup = func() { b.Close() }
+				}
+				return b, cleanup, err
+			}
+		}
+	}
+	return spool(ctx, opts, name, sum)
+}
+
+// verifyFile verifies a plain bundle file in place: Open finds the blobs,
+// then the verify pass reads the whole file, checking on the way that what
+// Open read is what it verifies.
+func verifyFile(ctx context.Context, opts LoadOptions, name string, size int64, sum *VerifySummary) (*load.Bundle, error) {
+	b, scanErr := load.Open(opts.Input)
+	if errors.Is(scanErr, load.ErrCompressed) {
+		return nil, scanErr
+	}
+	f, err := os.Open(opts.Input)
+	if err != nil {
+		if b != nil {
+			b.Close()
+		}
+		return nil, fmt.Errorf("opening the bundle: %w", err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	var w *load.Watcher
+	if b != nil {
+		w = b.Watch(f)
+		r = w
+	}
+	rep, err := verify.Verify(ctx, r, verify.Options{Progress: verifyProgress{opts.Progress, size}})
+	fail := func(err error) (*load.Bundle, error) {
+		if b != nil {
+			b.Close()
+		}
+		return nil, err
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return fail(ctx.Err())
+		}
+		return fail(fmt.Errorf("verifying %s: %w", name, err))
+	}
+	opts.Progress.Verified(rep)
+	summarize(sum, rep)
+	if !rep.Intact {
+		return fail(&CorruptError{Name: name, Report: rep})
+	}
+	if scanErr != nil {
+		return fail(fmt.Errorf("reading %s: %w", name, scanErr))
+	}
+	if err := w.Unchanged(); err != nil {
+		return fail(err)
+	}
+	return b, nil
+}
+
+// spool copies a pipe, or a compressed bundle uncompressed, to a temp file
+// while the verify pass reads it, then opens the temp file for loading.
+func spool(ctx context.Context, opts LoadOptions, name string, sum *VerifySummary) (*load.Bundle, func(), error) {
+	var src io.Reader
+	var size int64
+	if opts.Input == "-" {
+		src = opts.Stdin
+		if src == nil {
+			src = os.Stdin
+		}
+	} else {
+		f, err := os.Open(opts.Input)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening the bundle: %w", err)
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		src = f
+	}
+	counted := &countReader{r: src, fn: func(n int64) { opts.Progress.Verifying(n, size) }}
+	br := bufio.NewReaderSize(counted, 256<<10)
+	var r io.Reader = br
+	if load.IsGzip(br) {
+		gz, err := pgzip.NewReader(br)
+		if err != nil {
+			return nil, nil, &CorruptError{Name: name, Report: &verify.Report{Findings: []verify.Finding{{Code: verify.CodeArchive, Problem: "reading the gzip header: " + err.Error()}}}}
+		}
+		defer gz.Close()
+		r = gz
+	}
+	tmp, err := os.CreateTemp(opts.TempDir, "bundle-load-*.tar")
+	if err != nil {
+		return nil, nil, fmt.Errorf("making a temp file to spool the bundle to (set TMPDIR): %w", err)
+	}
+	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
+	w := &errWriter{w: bufio.NewWriterSize(tmp, 1<<20)}
+	rep, err := verify.Verify(ctx, io.TeeReader(r, w), verify.Options{})
+	if err == nil && w.err != nil {
+		err = fmt.Errorf("spooling to %s: %w", tmp.Name(), w.err)
+	}
+	if err == nil {
+		if ferr := w.w.Flush(); ferr != nil {
+			err = fmt.Errorf("spooling to %s: %w", tmp.Name(), ferr)
+		}
+	}
+	if err != nil {
+		cleanup()
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("verifying %s: %w", name, err)
+	}
+	rep.Compressed = rep.Compressed || load.IsGzip(br)
+	opts.Progress.Verified(rep)
+	summarize(sum, rep)
+	sum.Spooled = true
+	if !rep.Intact {
+		cleanup()
+		return nil, nil, &CorruptError{Name: name, Report: rep}
+	}
+	b, err := load.Open(tmp.Name())
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("reading the spooled bundle %s: %w", tmp.Name(), err)
+	}
+	return b, func() { b.Close(); cleanup() }, nil
+}
+
+func summarize(sum *VerifySummary, rep *verify.Report) {
+	sum.Images, sum.Blobs, sum.Bytes = rep.Images, rep.Blobs, rep.BytesRead
+}
+
+// verifyProgress adapts LoadProgress to verify.Progress.
+type verifyProgress struct {
+	p     LoadProgress
+	total int64
+}
+
+func (v verifyProgress) Update(read int64) { v.p.Verifying(read, v.total) }
+
+type countReader struct {
+	r  io.Reader
+	n  int64
+	fn func(int64)
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if n > 0 {
+		c.fn(c.n)
+	}
+	return n, err
+}
+
+// errWriter remembers the first write error instead of failing the read
+// (the verify pass must see the stream whatever happens to the spool).
+type errWriter struct {
+	w   *bufio.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err == nil {
+		_, e.err = e.w.Write(p)
+	}
+	return len(p), nil
+}

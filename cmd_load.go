@@ -1,0 +1,347 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bundle-tool/bundle/bundle"
+	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/load"
+	"github.com/bundle-tool/bundle/verify"
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "load",
+		Usage:     "verify a bundle file, then load its images into docker, an OCI layout or a registry",
+		UsageText: "bundle load -i images.tar [--to docker|docker://HOST[/PREFIX]|oci:DIR] [options]",
+		Description: `Verifies the whole bundle first (as 'bundle verify' does); a corrupt or incomplete
+bundle loads nothing (exit 3). Then loads the images, keeping every digest: blobs
+go to the target as the bundle holds them, never re-compressed, and each is hashed
+again as it is sent. What the target already holds is skipped, so a second load
+sends nothing and an interrupted load can simply be run again.
+
+Targets (--to):
+   docker                   the docker daemon at DOCKER_HOST (unix:// or tcp://), the default:
+                            POST /images/load with the original blobs; an image already there
+                            under its tag with the same image ID is skipped
+   oci:DIR                  an OCI image layout directory (created if missing); index.json is
+                            merged with what is there and names each image by its full reference
+                            (skopeo inspect oci:DIR:docker.io/library/debian:bookworm)
+   docker://HOST[/PREFIX]   a registry: blobs first, manifests after their children, the tag
+                            last. The source registry's host is dropped and the path put under
+                            PREFIX: docker.io/library/debian:bookworm with docker://reg:5000/mirror
+                            becomes reg:5000/mirror/library/debian:bookworm, ghcr.io/acme/api:1
+                            becomes reg:5000/mirror/acme/api:1.
+                            A multi-arch image whose platforms are not all in the bundle cannot be
+                            pushed as its index (registries refuse an index with manifests
+                            missing): the tag then names one platform manifest (the one docker
+                            gets, or the first --platform), and the output says so.
+
+A bundle read from stdin (-i -) or gzip-compressed is verified while it is copied,
+uncompressed, to a temp file in $TMPDIR, then loaded from there.
+
+--dry-run verifies, then says on stdout what would be loaded and what is already
+there, writing nothing. Progress goes to stderr (bars on a terminal); --json prints
+one summary object on stdout.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 bundle corrupt or incomplete (nothing loaded),
+130 interrupted (run the same command again to finish).
+
+Examples:
+   bundle load -i images.tar
+   bundle load -i images.tar --to oci:/var/lib/images
+   bundle load -i images.tar --to docker://registry.local:5000/mirror --jobs 8
+   bundle load -i images.tar --to docker://registry.local:5000 --dry-run
+   bundle load -i images.tar --image debian:bookworm --platform linux/arm64 --to oci:out
+   ssh gateway cat images.tar | bundle load -i - --to oci:/srv/images --quiet --json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to load, or - for stdin", Required: true},
+			&cli.StringFlag{Name: "to", Usage: "target: docker, docker://HOST[:PORT][/PREFIX] or oci:DIR", Value: "docker"},
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "verify and say what would be loaded; write nothing"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel uploads (registry) or blob writes (OCI layout)", Value: bundle.DefaultJobs()},
+			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
+			&cli.StringSliceFlag{Name: "image", Usage: "load only this reference (repeatable; as the bundle lists it, or short: debian:bookworm)"},
+			&cli.StringSliceFlag{Name: "platform", Usage: "load only this platform's manifests (repeatable; os/arch[/variant]); for docker, the platform it gets"},
+			&cli.IntFlag{Name: "retries", Usage: "attempts per request or upload on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
+		},
+		Action: runLoad,
+	})
+	corruptCheckers = append(corruptCheckers, bundle.IsLoadCorrupt)
+}
+
+func runLoad(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("load takes no arguments (got %q); name the bundle with -i and the target with --to", c.Args().First())
+	}
+	if c.String("input") == "" {
+		return usagef("-i needs a file name, or - for stdin")
+	}
+	if c.Int("jobs") < 1 {
+		return usagef("--jobs must be at least 1")
+	}
+	opts := bundle.LoadOptions{
+		Input:     c.String("input"),
+		Stdin:     c.App.Reader,
+		To:        c.String("to"),
+		DryRun:    c.Bool("dry-run"),
+		Images:    c.StringSlice("image"),
+		Platforms: c.StringSlice("platform"),
+		Jobs:      c.Int("jobs"),
+		Insecure:  c.StringSlice("insecure"),
+	}
+	if r := c.Int("retries"); r > 0 {
+		opts.Retry = fetch.DefaultRetryPolicy
+		opts.Retry.Attempts = r
+	}
+	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
+	ui := newLoadUI(c.App.ErrWriter, quiet)
+	opts.Progress = ui
+	res, err := bundle.Load(c.Context, opts)
+	ui.finish()
+	if err != nil {
+		var ce *bundle.CorruptError
+		if errors.As(err, &ce) {
+			if asJSON {
+				_ = writeJSON(c.App.Writer, map[string]any{"input": ce.Name, "loaded": 0, "intact": false, "findings": ce.Report.Findings})
+			}
+			if !quiet {
+				for _, f := range ce.Report.Findings {
+					fmt.Fprintln(c.App.ErrWriter, "  "+f.String())
+				}
+				ce.Brief = true
+			}
+			hint := "copy the bundle again, from a copy that 'bundle verify' passes, or make it again with 'bundle create'"
+			if len(ce.Report.Findings) == 1 && ce.Report.Findings[0].Code == verify.CodeNotBundle {
+				hint = "bundle load reads files made by 'bundle create'"
+				if strings.Contains(ce.Report.Findings[0].Problem, "docker save") {
+					hint += "; load a docker save archive with 'docker load -i " + opts.Input + "'"
+				}
+			}
+			return withHint(err, hint)
+		}
+		var se *load.SpecError
+		if errors.As(err, &se) {
+			return usagef("--to: %s", err)
+		}
+		var nb *load.NotInBundleError
+		if errors.As(err, &nb) {
+			return withHint(err, "'bundle list -i "+opts.Input+"' shows the references the bundle holds")
+		}
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	if res.DryRun {
+		printDryRun(c.App.Writer, res)
+	}
+	for _, n := range res.Notes {
+		ui.printf("note: %s\n", n)
+	}
+	ui.printf("%s\n", loadSummary(res))
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printDryRun prints, on stdout, one line per image: what a load would do.
+func printDryRun(w io.Writer, res *bundle.LoadResult) {
+	for _, im := range res.Images {
+		what := "would load"
+		if im.Status == load.StatusPresent {
+			what = "present   "
+		}
+		line := fmt.Sprintf("%s %s %s", what, im.Target, im.Digest)
+		if len(im.Platforms) > 0 && im.Platforms[0] != "" {
+			line += " [" + strings.Join(im.Platforms, ", ") + "]"
+		}
+		if im.Replaces != "" && im.Status != load.StatusPresent {
+			line += " (replaces " + im.Replaces + ")"
+		}
+		fmt.Fprintln(w, line)
+		if im.Note != "" {
+			fmt.Fprintln(w, "  note: "+im.Note)
+		}
+	}
+}
+
+func loadSummary(res *bundle.LoadResult) string {
+	if res.DryRun {
+		return fmt.Sprintf("dry run, %s: %d %s to load, %d already there; would send up to %d %s (%s), %d already there",
+			res.Target, res.Missing, plural(res.Missing, "image", "images"), res.Present,
+			res.BlobsSent, plural(res.BlobsSent, "blob", "blobs"), humanBytes(res.BytesSent), res.BlobsPresent)
+	}
+	s := fmt.Sprintf("%s: loaded %d %s, skipped %d (already there); sent %d %s (%s)",
+		res.Target, res.Loaded, plural(res.Loaded, "image", "images"), res.Skipped,
+		res.BlobsSent, plural(res.BlobsSent, "blob", "blobs"), humanBytes(res.BytesSent))
+	if res.BlobsPresent > 0 {
+		s += fmt.Sprintf(", %d already there", res.BlobsPresent)
+	}
+	if res.BlobsMounted > 0 {
+		s += fmt.Sprintf(", %d mounted", res.BlobsMounted)
+	}
+	return s + fmt.Sprintf(" in %.1fs", res.Seconds)
+}
+
+// loadUI shows bundle load's progress on stderr: a bar for the verify
+// pass and one for the bytes sent on a terminal, plain lines otherwise,
+// nothing with --quiet.
+type loadUI struct {
+	w     io.Writer
+	quiet bool
+	tty   bool
+
+	mu        sync.Mutex
+	bar       *progressbar.ProgressBar
+	verifying bool
+}
+
+func newLoadUI(w io.Writer, quiet bool) *loadUI {
+	return &loadUI{w: w, quiet: quiet, tty: !quiet && isTerminal(w)}
+}
+
+func (u *loadUI) printf(format string, a ...any) {
+	if u.quiet {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.bar != nil {
+		_ = u.bar.Clear()
+	}
+	fmt.Fprintf(u.w, format, a...)
+}
+
+func (u *loadUI) newBar(total int64, what string) {
+	u.bar = progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(u.w),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionUseIECUnits(true),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+func (u *loadUI) endBar() {
+	if u.bar != nil {
+		_ = u.bar.Finish()
+		u.bar = nil
+	}
+}
+
+// Verifying implements bundle.LoadProgress.
+func (u *loadUI) Verifying(read, total int64) {
+	if u.quiet {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.verifying {
+		u.verifying = true
+		if !u.tty {
+			if total > 0 {
+				fmt.Fprintf(u.w, "verifying (%s)\n", humanBytes(total))
+			} else {
+				fmt.Fprintf(u.w, "verifying\n")
+			}
+			return
+		}
+		if total <= 0 {
+			total = -1
+		}
+		u.newBar(total, "verifying")
+	}
+	if u.bar != nil {
+		_ = u.bar.Set64(read)
+	}
+}
+
+// Verified implements bundle.LoadProgress.
+func (u *loadUI) Verified(rep *verify.Report) {
+	u.mu.Lock()
+	u.endBar()
+	u.mu.Unlock()
+	if rep.Intact {
+		u.printf("verified: %d %s, %d %s, %s\n", rep.Images, plural(rep.Images, "image", "images"),
+			rep.Blobs, plural(rep.Blobs, "blob", "blobs"), humanBytes(rep.BytesRead))
+	}
+}
+
+// Loading implements bundle.LoadProgress.
+func (u *loadUI) Loading(target string, images int, dryRun bool) {
+	if dryRun {
+		u.printf("checking %d %s against %s\n", images, plural(images, "image", "images"), target)
+		return
+	}
+	u.printf("loading %d %s into %s\n", images, plural(images, "image", "images"), target)
+}
+
+// Planned implements load.Progress.
+func (u *loadUI) Planned(images, blobs int, bytes int64) {
+	if !u.tty || bytes == 0 {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.endBar()
+	u.newBar(bytes, "sending")
+}
+
+// Sent implements load.Progress.
+func (u *loadUI) Sent(n int64) {
+	if !u.tty {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.bar != nil {
+		_ = u.bar.Add64(n)
+	}
+}
+
+// Done implements load.Progress.
+func (u *loadUI) Done(r load.ImageResult) {
+	switch r.Status {
+	case load.StatusSkipped:
+		u.printf("skipped %s %s (already there)\n", r.Target, r.Digest)
+	default:
+		line := fmt.Sprintf("loaded  %s %s", r.Target, r.Digest)
+		if len(r.Platforms) > 0 && r.Platforms[0] != "" {
+			line += " [" + strings.Join(r.Platforms, ", ") + "]"
+		}
+		if r.Replaces != "" {
+			line += " (was " + r.Replaces + ")"
+		}
+		u.printf("%s\n", line)
+	}
+	if r.Note != "" {
+		u.printf("note: %s\n", r.Note)
+	}
+}
+
+// Retry implements load.Progress.
+func (u *loadUI) Retry(what string, attempt int, reason string, wait time.Duration) {
+	u.printf("retry %d: %s: %s (waiting %s)\n", attempt, what, reason, wait.Round(time.Millisecond))
+}
+
+func (u *loadUI) finish() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.endBar()
+}

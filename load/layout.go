@@ -1,0 +1,539 @@
+package load
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/bundle-tool/bundle/tarball"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Layout loads images into an OCI image layout directory: oci-layout,
+// index.json and blobs/sha256/<hex>, readable by skopeo (oci:DIR:<ref>),
+// containerd, podman and the bundle's own tools.
+//
+// Every blob is written to a temp file beside its final name, checked
+// against its digest, fsynced and renamed; a blob already there is hashed
+// and kept only if it is intact. index.json is replaced atomically, last,
+// and merged with what is there: entries for other references are kept,
+// an entry for the same reference (annotation
+// org.opencontainers.image.ref.name = the full reference) is replaced.
+// An interrupted load leaves at most unreferenced blobs and temp files
+// behind; loading again completes it. A directory lock (flock) keeps two
+// loads from merging index.json at the same time.
+//
+// A multi-arch index is written as the bundle holds it, digest unchanged,
+// even when the bundle (or --platform) carries only some of its platforms:
+// the layout then lists the index, as the bundle itself does, with only the
+// loaded platforms' manifests present.
+type Layout struct {
+	dir  string
+	jobs int
+}
+
+// NewLayout makes a layout target for dir (created on load if missing).
+func NewLayout(dir string, opts Options) (*Layout, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+	}
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = 4
+	}
+	return &Layout{dir: abs, jobs: jobs}, nil
+}
+
+func (l *Layout) String() string { return "OCI layout " + l.dir }
+
+// Dir is the layout's directory.
+func (l *Layout) Dir() string { return l.dir }
+
+func (l *Layout) blobPath(h v1.Hash) string {
+	return filepath.Join(l.dir, "blobs", h.Algorithm, h.Hex)
+}
+
+// Ping checks that the directory, or the nearest parent that exists, is a
+// writable directory.
+func (l *Layout) Ping(ctx context.Context) error {
+	dir := l.dir
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("OCI layout %s: %s is not a directory", l.dir, dir)
+			}
+			if err := unix.Access(dir, unix.W_OK); err != nil {
+				return fmt.Errorf("OCI layout %s: cannot write to %s: %w", l.dir, dir, err)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || filepath.Dir(dir) == dir {
+			return fmt.Errorf("OCI layout %s: %w", l.dir, err)
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// layoutIndex is index.json, kept as raw JSON so that fields and entries
+// of other tools survive the merge.
+type layoutIndex struct {
+	fields    map[string]json.RawMessage
+	manifests []json.RawMessage
+	refs      []string  // org.opencontainers.image.ref.name of each entry
+	digests   []v1.Hash // digest of each entry
+}
+
+func (l *Layout) readIndex() (*layoutIndex, error) {
+	li := &layoutIndex{fields: map[string]json.RawMessage{}}
+	p := filepath.Join(l.dir, tarball.OCIIndexFile)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return li, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	if err := json.Unmarshal(data, &li.fields); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", p, err)
+	}
+	if raw, ok := li.fields["manifests"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &li.manifests); err != nil {
+			return nil, fmt.Errorf("parsing %s: manifests: %w", p, err)
+		}
+	}
+	for i, m := range li.manifests {
+		var d struct {
+			Digest      v1.Hash           `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		}
+		if err := json.Unmarshal(m, &d); err != nil {
+			return nil, fmt.Errorf("parsing %s: manifests[%d]: %w", p, i, err)
+		}
+		li.refs = append(li.refs, d.Annotations[tarball.AnnotationRefName])
+		li.digests = append(li.digests, d.Digest)
+	}
+	return li, nil
+}
+
+// lookup returns the digest index.json names ref with.
+func (li *layoutIndex) lookup(ref string) (v1.Hash, bool) {
+	for i, r := range li.refs {
+		if r == ref {
+			return li.digests[i], true
+		}
+	}
+	return v1.Hash{}, false
+}
+
+// set names ref with desc, replacing every entry of the same reference.
+func (li *layoutIndex) set(ref string, desc v1.Descriptor) error {
+	raw, err := json.Marshal(desc)
+	if err != nil {
+		return err
+	}
+	var manifests []json.RawMessage
+	var refs []string
+	var digests []v1.Hash
+	placed := false
+	for i, r := range li.refs {
+		if r != ref {
+			manifests, refs, digests = append(manifests, li.manifests[i]), append(refs, r), append(digests, li.digests[i])
+			continue
+		}
+		if !placed {
+			manifests, refs, digests = append(manifests, raw), append(refs, ref), append(digests, desc.Digest)
+			placed = true
+		}
+	}
+	if !placed {
+		manifests, refs, digests = append(manifests, raw), append(refs, ref), append(digests, desc.Digest)
+	}
+	li.manifests, li.refs, li.digests = manifests, refs, digests
+	return nil
+}
+
+func (li *layoutIndex) marshal() ([]byte, error) {
+	if _, ok := li.fields["schemaVersion"]; !ok {
+		li.fields["schemaVersion"] = json.RawMessage("2")
+	}
+	if _, ok := li.fields["mediaType"]; !ok {
+		li.fields["mediaType"] = json.RawMessage(`"` + string(types.OCIImageIndex) + `"`)
+	}
+	ms := li.manifests
+	if ms == nil {
+		ms = []json.RawMessage{}
+	}
+	raw, err := json.Marshal(ms)
+	if err != nil {
+		return nil, err
+	}
+	li.fields["manifests"] = raw
+	return json.Marshal(li.fields)
+}
+
+// descriptor is the index.json entry of an image: the bundle's own.
+func descriptor(im Image) v1.Descriptor {
+	return v1.Descriptor{
+		MediaType: im.MediaType,
+		Digest:    im.Digest,
+		Size:      im.Size,
+		Annotations: map[string]string{
+			tarball.AnnotationContainerdName: im.Ref,
+			tarball.AnnotationRefName:        im.Ref,
+		},
+	}
+}
+
+// layoutBlobs are every blob an image needs in a layout, children first:
+// layers and configs, then manifests, then the index.
+func layoutBlobs(im Image) (data, mans []v1.Hash) {
+	data = im.Blobs()
+	for _, m := range im.Manifests {
+		mans = append(mans, m.Digest)
+	}
+	if im.MediaType.IsIndex() {
+		mans = append(mans, im.Digest)
+	}
+	return data, mans
+}
+
+func layoutNote(im Image) string {
+	if im.Complete {
+		return ""
+	}
+	return fmt.Sprintf("index %s lists %d manifests; the layout holds the %d loaded (%v), as the bundle does", im.Digest, im.IndexManifests, len(im.Manifests), im.Platforms())
+}
+
+// Check says which images index.json names with the bundle's digest and
+// every blob present (by size; Load also hashes them).
+func (l *Layout) Check(ctx context.Context, b *Bundle, images []Image) (*Result, error) {
+	li, err := l.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Target: l.String()}
+	counted := map[v1.Hash]bool{}
+	for _, im := range images {
+		r := ImageResult{Ref: im.Ref, Target: im.Ref, Digest: im.Digest, Platforms: im.Platforms(), Note: layoutNote(im), Status: StatusMissing}
+		have, named := li.lookup(im.Ref)
+		if named && have != im.Digest {
+			r.Replaces = have.String()
+		}
+		data, mans := layoutBlobs(im)
+		all := true
+		for _, h := range append(data, mans...) {
+			fi, err := os.Stat(l.blobPath(h))
+			ok := err == nil && fi.Mode().IsRegular() && fi.Size() == blobSize(b, h)
+			all = all && ok
+			if counted[h] {
+				continue
+			}
+			counted[h] = true
+			if ok {
+				res.BlobsPresent++
+			} else {
+				res.BlobsSent++
+				res.BytesSent += blobSize(b, h)
+			}
+		}
+		if named && have == im.Digest && all {
+			r.Status = StatusPresent
+		}
+		res.Images = append(res.Images, r)
+	}
+	return res, nil
+}
+
+// Load writes the images' blobs, then index.json.
+func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error) {
+	p = orNop(p)
+	blobsDir := filepath.Join(l.dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobsDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating OCI layout %s: %w", l.dir, err)
+	}
+	unlock, err := lockDir(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Temp files of a load that was killed: no load holds the lock, so no
+	// one is writing them.
+	for _, pat := range []string{filepath.Join(blobsDir, ".tmp-*"), filepath.Join(l.dir, ".*.tmp-*")} {
+		stale, _ := filepath.Glob(pat)
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
+	if err := l.ensureLayoutFile(); err != nil {
+		return nil, err
+	}
+	li, err := l.readIndex()
+	if err != nil {
+		return nil, err
+	}
+
+	var data, mans []v1.Hash
+	seen := map[v1.Hash]bool{}
+	var total int64
+	for _, im := range images {
+		d, m := layoutBlobs(im)
+		for _, h := range d {
+			if !seen[h] {
+				seen[h] = true
+				data = append(data, h)
+				total += blobSize(b, h)
+			}
+		}
+		for _, h := range m {
+			if !seen[h] {
+				seen[h] = true
+				mans = append(mans, h)
+				total += blobSize(b, h)
+			}
+		}
+	}
+	p.Planned(len(images), len(data)+len(mans), total)
+
+	var sent, present, mansSent atomic.Int64
+	var bytesSent atomic.Int64
+	written := map[v1.Hash]*atomic.Bool{}
+	for h := range seen {
+		written[h] = &atomic.Bool{}
+	}
+	for i, batch := range [][]v1.Hash{data, mans} {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(l.jobs)
+		for _, h := range batch {
+			g.Go(func() error {
+				wrote, n, err := l.putBlob(gctx, b, h, p)
+				if err != nil {
+					return err
+				}
+				switch {
+				case !wrote:
+					present.Add(1)
+				case i == 0:
+					sent.Add(1)
+				default:
+					mansSent.Add(1)
+				}
+				bytesSent.Add(n)
+				written[h].Store(wrote)
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+	}
+	if err := syncDir(blobsDir); err != nil {
+		return nil, err
+	}
+
+	res := &Result{Target: l.String()}
+	changed := false
+	for _, im := range images {
+		r := ImageResult{Ref: im.Ref, Target: im.Ref, Digest: im.Digest, Platforms: im.Platforms(), Note: layoutNote(im), Status: StatusSkipped}
+		have, named := li.lookup(im.Ref)
+		if named && have != im.Digest {
+			r.Replaces = have.String()
+		}
+		d, m := layoutBlobs(im)
+		for _, h := range append(d, m...) {
+			if written[h].Load() {
+				r.Status = StatusLoaded
+			}
+		}
+		if !named || have != im.Digest {
+			r.Status = StatusLoaded
+			if err := li.set(im.Ref, descriptor(im)); err != nil {
+				return nil, err
+			}
+			changed = true
+		}
+		res.Images = append(res.Images, r)
+	}
+	if changed {
+		data, err := li.marshal()
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(filepath.Join(l.dir, tarball.OCIIndexFile), data); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range res.Images {
+		p.Done(r)
+	}
+	res.BlobsSent = int(sent.Load())
+	res.BlobsPresent = int(present.Load())
+	res.ManifestsSent = int(mansSent.Load())
+	res.BytesSent = bytesSent.Load()
+	return res, nil
+}
+
+// ensureLayoutFile writes oci-layout, or checks the one there.
+func (l *Layout) ensureLayoutFile() error {
+	p := filepath.Join(l.dir, tarball.OCILayoutFile)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return writeFileAtomic(p, []byte(tarball.OCILayoutContent))
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", p, err)
+	}
+	var v struct {
+		Version string `json:"imageLayoutVersion"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil || v.Version != "1.0.0" {
+		return fmt.Errorf("%s is not an OCI image layout version 1.0.0 (%s says %q)", l.dir, p, data)
+	}
+	return nil
+}
+
+// putBlob makes blob h present and intact in the layout. It returns
+// whether it wrote it, and how many bytes it wrote.
+func (l *Layout) putBlob(ctx context.Context, b *Bundle, h v1.Hash, p Progress) (bool, int64, error) {
+	final := l.blobPath(h)
+	if ok, err := intact(final, h); err != nil {
+		return false, 0, err
+	} else if ok {
+		return false, 0, nil
+	}
+	if !b.Has(h) {
+		return false, 0, fmt.Errorf("blob %s is not in the bundle (a delta bundle's external blob) and %s lacks it: load the bundle it came from first", h, l.dir)
+	}
+	rc, err := b.OpenBlob(h)
+	if err != nil {
+		return false, 0, err
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+h.Hex[:16]+"-*")
+	if err != nil {
+		return false, 0, fmt.Errorf("writing blob %s: %w", h, err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename, removes nothing
+	n, err := io.CopyBuffer(tmp, &ctxReader{ctx: ctx, r: &countingReader{rc: rc, fn: p.Sent}}, make([]byte, 256<<10))
+	if err == nil && n != b.Size(h) {
+		err = fmt.Errorf("wrote %d bytes, want %d", n, b.Size(h))
+	}
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), final)
+	}
+	if err != nil {
+		var ce *ChangedError
+		if errors.As(err, &ce) || errors.Is(err, context.Canceled) {
+			return false, 0, err
+		}
+		return false, 0, fmt.Errorf("writing blob %s: %w", h, err)
+	}
+	return true, n, nil
+}
+
+// intact reports whether the file at path exists and hashes to h.
+func intact(path string, h v1.Hash) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("checking blob %s: %w", h, err)
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.CopyBuffer(sum, f, make([]byte, 256<<10)); err != nil {
+		return false, fmt.Errorf("checking blob %s: %w", h, err)
+	}
+	return hex.EncodeToString(sum.Sum(nil)) == h.Hex, nil
+}
+
+// writeFileAtomic writes data to path through a temp file in the same
+// directory, fsynced, renamed, and the directory fsynced.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// lockDir takes an exclusive flock on the directory itself (no lock file
+// in the layout), failing at once when another load holds it.
+func lockDir(dir string) (func(), error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("another bundle load is writing %s; try again when it has finished", dir)
+	}
+	return func() {
+		_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
+		d.Close()
+	}, nil
+}
+
+// ctxReader stops a copy when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
