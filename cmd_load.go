@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/verify"
-	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 )
 
@@ -197,52 +195,15 @@ func loadSummary(res *bundle.LoadResult) string {
 	return s + fmt.Sprintf(" in %.1fs", res.Seconds)
 }
 
-// loadUI shows bundle load's progress on stderr: a bar for the verify
-// pass and one for the bytes sent on a terminal, plain lines otherwise,
-// nothing with --quiet.
+// loadUI shows bundle load's progress: a bar for the verify pass and one
+// for the bytes sent on a terminal, plain lines otherwise.
 type loadUI struct {
-	w     io.Writer
-	quiet bool
-	tty   bool
-
-	mu        sync.Mutex
-	bar       *progressbar.ProgressBar
-	verifying bool
+	statusUI
+	verifying atomic.Bool
 }
 
 func newLoadUI(w io.Writer, quiet bool) *loadUI {
-	return &loadUI{w: w, quiet: quiet, tty: !quiet && isTerminal(w)}
-}
-
-func (u *loadUI) printf(format string, a ...any) {
-	if u.quiet {
-		return
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.bar != nil {
-		_ = u.bar.Clear()
-	}
-	fmt.Fprintf(u.w, format, a...)
-}
-
-func (u *loadUI) newBar(total int64, what string) {
-	u.bar = progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(u.w),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionUseIECUnits(true),
-		progressbar.OptionSetDescription(what),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-	)
-}
-
-func (u *loadUI) endBar() {
-	if u.bar != nil {
-		_ = u.bar.Finish()
-		u.bar = nil
-	}
+	return &loadUI{statusUI: newStatusUI(w, quiet)}
 }
 
 // Verifying implements bundle.LoadProgress.
@@ -250,33 +211,23 @@ func (u *loadUI) Verifying(read, total int64) {
 	if u.quiet {
 		return
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if !u.verifying {
-		u.verifying = true
+	if !u.verifying.Swap(true) {
 		if !u.tty {
 			if total > 0 {
-				fmt.Fprintf(u.w, "verifying (%s)\n", humanBytes(total))
+				u.printf("verifying (%s)\n", humanBytes(total))
 			} else {
-				fmt.Fprintf(u.w, "verifying\n")
+				u.printf("verifying\n")
 			}
 			return
 		}
-		if total <= 0 {
-			total = -1
-		}
-		u.newBar(total, "verifying")
+		u.startBar(total, "verifying")
 	}
-	if u.bar != nil {
-		_ = u.bar.Set64(read)
-	}
+	u.barSet(read)
 }
 
 // Verified implements bundle.LoadProgress.
 func (u *loadUI) Verified(rep *verify.Report) {
-	u.mu.Lock()
 	u.endBar()
-	u.mu.Unlock()
 	if rep.Intact {
 		u.printf("verified: %d %s, %d %s, %s\n", rep.Images, plural(rep.Images, "image", "images"),
 			rep.Blobs, plural(rep.Blobs, "blob", "blobs"), humanBytes(rep.BytesRead))
@@ -294,26 +245,13 @@ func (u *loadUI) Loading(target string, images int, dryRun bool) {
 
 // Planned implements load.Progress.
 func (u *loadUI) Planned(images, blobs int, bytes int64) {
-	if !u.tty || bytes == 0 {
-		return
+	if bytes > 0 {
+		u.startBar(bytes, "sending")
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.endBar()
-	u.newBar(bytes, "sending")
 }
 
 // Sent implements load.Progress.
-func (u *loadUI) Sent(n int64) {
-	if !u.tty {
-		return
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.bar != nil {
-		_ = u.bar.Add64(n)
-	}
-}
+func (u *loadUI) Sent(n int64) { u.barAdd(n) }
 
 // Done implements load.Progress.
 func (u *loadUI) Done(r load.ImageResult) {
@@ -335,13 +273,4 @@ func (u *loadUI) Done(r load.ImageResult) {
 	}
 }
 
-// Retry implements load.Progress.
-func (u *loadUI) Retry(what string, attempt int, reason string, wait time.Duration) {
-	u.printf("retry %d: %s: %s (waiting %s)\n", attempt, what, reason, wait.Round(time.Millisecond))
-}
-
-func (u *loadUI) finish() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.endBar()
-}
+func (u *loadUI) finish() { u.endBar() }

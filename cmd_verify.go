@@ -8,12 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
-	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 )
 
@@ -254,48 +252,15 @@ func openInput(c *cli.Context, path string) (*input, error) {
 }
 
 // verifyUI draws a progress bar on stderr when it is a terminal.
-type verifyUI struct {
-	tty bool
-	mu  sync.Mutex
-	bar *progressbar.ProgressBar
-}
+type verifyUI struct{ statusUI }
 
 func newVerifyUI(w io.Writer, quiet bool, size int64) *verifyUI {
-	u := &verifyUI{tty: !quiet && isTerminal(w)}
-	if !u.tty {
-		return u
-	}
-	max := size
-	if max <= 0 {
-		max = -1 // a spinner: the size of a pipe is not known
-	}
-	u.bar = progressbar.NewOptions64(max,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionUseIECUnits(true),
-		progressbar.OptionSetDescription("verifying"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-	)
+	u := &verifyUI{newStatusUI(w, quiet)}
+	u.startBar(size, "verifying") // a spinner when the size is not known (a pipe)
 	return u
 }
 
 // Update implements verify.Progress.
-func (u *verifyUI) Update(read int64) {
-	if u.bar == nil {
-		return
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	_ = u.bar.Set64(read)
-}
+func (u *verifyUI) Update(read int64) { u.barSet(read) }
 
-func (u *verifyUI) finish() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.bar != nil {
-		_ = u.bar.Finish()
-		u.bar = nil
-	}
-}
+func (u *verifyUI) finish() { u.endBar() }

@@ -27,9 +27,16 @@ var shared struct {
 }
 
 func TestMain(m *testing.M) {
-	code := testscript.RunMain(m, map[string]func() int{
-		"bundle": func() int { return run(os.Args, os.Stdout, os.Stderr) },
+	testscript.Main(withCleanup{m}, map[string]func(){
+		"bundle": func() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) },
 	})
+}
+
+// withCleanup runs the tests, then stops the shared registry and dockerd.
+type withCleanup struct{ m *testing.M }
+
+func (w withCleanup) Run() int {
+	code := w.m.Run()
 	if shared.dockerd != nil {
 		_ = shared.dockerd.Stop()
 	}
@@ -39,7 +46,7 @@ func TestMain(m *testing.M) {
 	for _, d := range shared.dirs {
 		os.RemoveAll(d)
 	}
-	os.Exit(code)
+	return code
 }
 
 // sharedRegistry is a real distribution registry seeded with the test images.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -33,23 +34,24 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// createUI shows bundle create's progress on stderr: a bar on a terminal,
-// one plain line per image otherwise, nothing with --quiet.
-type createUI struct {
+// statusUI is what every command shows on stderr: progress bars
+// (progressbar/v3) only when stderr is a terminal, plain lines otherwise,
+// nothing but errors with --quiet. It is safe for concurrent use.
+type statusUI struct {
 	w     io.Writer
 	quiet bool
 	tty   bool
 
-	mu   sync.Mutex
-	bar  *progressbar.ProgressBar
-	down int64
+	mu  sync.Mutex
+	bar *progressbar.ProgressBar
 }
 
-func newCreateUI(w io.Writer, quiet bool) *createUI {
-	return &createUI{w: w, quiet: quiet, tty: !quiet && isTerminal(w)}
+func newStatusUI(w io.Writer, quiet bool) statusUI {
+	return statusUI{w: w, quiet: quiet, tty: !quiet && isTerminal(w)}
 }
 
-func (u *createUI) printf(format string, a ...any) {
+// printf prints a line (clearing the bar first, so they do not mix).
+func (u *statusUI) printf(format string, a ...any) {
 	if u.quiet {
 		return
 	}
@@ -61,19 +63,80 @@ func (u *createUI) printf(format string, a ...any) {
 	fmt.Fprintf(u.w, format, a...)
 }
 
-func (u *createUI) Retry(what string, attempt int, reason string, wait time.Duration) {
-	u.printf("retry %d: %s: %s (waiting %s)\n", attempt, what, reason, wait.Round(time.Millisecond))
-}
-
-func (u *createUI) Downloaded(n int64) {
+// startBar replaces the bar with a new one of total bytes (-1: unknown,
+// a spinner), on a terminal only.
+func (u *statusUI) startBar(total int64, what string) {
 	if !u.tty {
 		return
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.down += n
+	u.endBarLocked()
+	if total <= 0 {
+		total = -1
+	}
+	u.bar = progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(u.w),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionUseIECUnits(true),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+// barAdd, barSet and barDescribe update the bar, when there is one.
+func (u *statusUI) barAdd(n int64) { u.withBar(func(b *progressbar.ProgressBar) { _ = b.Add64(n) }) }
+func (u *statusUI) barSet(n int64) { u.withBar(func(b *progressbar.ProgressBar) { _ = b.Set64(n) }) }
+func (u *statusUI) barDescribe(s string) {
+	u.withBar(func(b *progressbar.ProgressBar) { b.Describe(s) })
+}
+
+func (u *statusUI) withBar(f func(*progressbar.ProgressBar)) {
+	if !u.tty {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if u.bar != nil {
-		u.bar.Describe(fmt.Sprintf("writing (downloaded %s)", humanBytes(u.down)))
+		f(u.bar)
+	}
+}
+
+// endBar finishes and removes the bar.
+func (u *statusUI) endBar() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.endBarLocked()
+}
+
+func (u *statusUI) endBarLocked() {
+	if u.bar != nil {
+		_ = u.bar.Finish()
+		u.bar = nil
+	}
+}
+
+// retry prints a retry event (create and load).
+func (u *statusUI) Retry(what string, attempt int, reason string, wait time.Duration) {
+	u.printf("retry %d: %s: %s (waiting %s)\n", attempt, what, reason, wait.Round(time.Millisecond))
+}
+
+// createUI shows bundle create's progress: one line per resolved image,
+// and on a terminal a bar of the bytes written, with the bytes downloaded.
+type createUI struct {
+	statusUI
+	down atomic.Int64
+}
+
+func newCreateUI(w io.Writer, quiet bool) *createUI {
+	return &createUI{statusUI: newStatusUI(w, quiet)}
+}
+
+func (u *createUI) Downloaded(n int64) {
+	if d := u.down.Add(n); u.tty {
+		u.barDescribe(fmt.Sprintf("writing (downloaded %s)", humanBytes(d)))
 	}
 }
 
@@ -83,38 +146,9 @@ func (u *createUI) Resolved(ref string, digest v1.Hash, platforms []string) {
 
 func (u *createUI) Planned(blobs int, total, toDownload int64) {
 	u.printf("writing %d blobs (%s), %s to download\n", blobs, humanBytes(total), humanBytes(toDownload))
-	if !u.tty {
-		return
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.bar = progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(u.w),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionUseIECUnits(true),
-		progressbar.OptionSetDescription("writing"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-	)
+	u.startBar(total, "writing")
 }
 
-func (u *createUI) Written(n int64) {
-	if !u.tty {
-		return
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.bar != nil {
-		_ = u.bar.Add64(n)
-	}
-}
+func (u *createUI) Written(n int64) { u.barAdd(n) }
 
-func (u *createUI) finish() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.bar != nil {
-		_ = u.bar.Finish()
-		u.bar = nil
-	}
-}
+func (u *createUI) finish() { u.endBar() }

@@ -573,7 +573,7 @@ func imageManifest(ctx context.Context, client *fetch.Client, repo name.Reposito
 		return nil, fmt.Errorf("manifest %s has %d layers but its config lists %d diff_ids", m.Descriptor.Digest, len(mf.Layers), len(diffIDs))
 	}
 	for i, l := range mf.Layers {
-		if l.MediaType.IsDistributable() == false {
+		if !l.MediaType.IsDistributable() {
 			return nil, fmt.Errorf("layer %s is non-distributable (%s); bundle does not carry foreign layers", l.Digest, l.MediaType)
 		}
 		b := tarball.Blob{Size: l.Size, MediaType: l.MediaType}
