@@ -6,6 +6,7 @@
 #   skopeo                                   package skopeo
 #   podman                                   package podman
 #   ctr (containerd)                         package containerd
+#   strace (proves verify/load open no connection)  package strace
 #
 # Idempotent: when everything is present it only says so. It runs `apt-get update`
 # once, and only when something has to be installed. It uses sudo only when not
@@ -34,6 +35,7 @@ deps=(
 	skopeo:skopeo
 	podman:podman
 	ctr:containerd
+	strace:strace
 )
 
 missing_programs() {
