@@ -19,8 +19,13 @@ import (
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // imagesYAML lists every seeded image of the shared registry.
@@ -372,5 +377,58 @@ func TestCreateCredentials(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("output exists after a failure: %v", err)
+	}
+}
+
+// An index with an attestation manifest (platform unknown/unknown, in-toto
+// layers, a config without diff_ids, as buildx pushes them): "all" keeps it
+// and the bundle verifies; linux/amd64 leaves it out.
+func TestCreateIndexWithAttestation(t *testing.T) {
+	reg, _ := sharedRegistry(t)
+	img, err := random.Image(2048, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	att := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	att = mutate.ConfigMediaType(att, types.OCIConfigJSON)
+	if att, err = mutate.AppendLayers(att, static.NewLayer([]byte(`{"_type":"https://in-toto.io/Statement/v0.1"}`), "application/vnd.in-toto+json")); err != nil {
+		t.Fatal(err)
+	}
+	acf, _ := att.ConfigFile()
+	acf = acf.DeepCopy()
+	acf.OS, acf.Architecture, acf.RootFS.DiffIDs = "unknown", "unknown", nil
+	if att, err = mutate.ConfigFile(att, acf); err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	idx = mutate.AppendManifests(idx,
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"}}})
+	ref, err := name.ParseReference(reg.Host + "/attest/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		platforms string
+		want      int // manifests carried
+	}{{"all", 2}, {"linux/amd64", 1}} {
+		yaml := filepath.Join(dir, "images.yaml")
+		os.WriteFile(yaml, []byte("platforms: ["+tt.platforms+"]\nimages:\n  - "+ref.String()+"\n"), 0o644)
+		out := filepath.Join(dir, "out.tar")
+		mustBundle(t, "create", "-q", "-f", yaml, "-o", out, "--cache", filepath.Join(dir, "cache"))
+		mustBundle(t, "verify", "-q", "--deep", "-i", out)
+		if got := len(readIndex(t, out).Images[0].Manifests); got != tt.want {
+			t.Errorf("platforms %s: %d manifests carried, want %d", tt.platforms, got, tt.want)
+		}
 	}
 }

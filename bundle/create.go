@@ -569,7 +569,16 @@ func imageManifest(ctx context.Context, client *fetch.Client, repo name.Reposito
 	if plat != nil {
 		pm.Platform = fetch.PlatformString(plat)
 	}
-	if mf.Config.MediaType.IsConfig() && len(diffIDs) != len(mf.Layers) {
+	// Only an image whose layers are all filesystem tars has one diff_id per
+	// layer; an attestation manifest (in-toto layers) need not.
+	tars := true
+	for _, l := range mf.Layers {
+		tars = tars && l.MediaType.IsLayer()
+	}
+	if !tars {
+		diffIDs = nil
+	}
+	if tars && mf.Config.MediaType.IsConfig() && len(diffIDs) != len(mf.Layers) {
 		return nil, fmt.Errorf("manifest %s has %d layers but its config lists %d diff_ids", m.Descriptor.Digest, len(mf.Layers), len(diffIDs))
 	}
 	for i, l := range mf.Layers {
