@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -22,14 +23,17 @@ func (c *Client) Cache() *Cache { return c.cache }
 // where it stopped; a blob whose bytes do not match is discarded and
 // fetched again from the start, at most the retry policy's attempts times.
 // It returns the number of bytes received from the network (0 when the
-// cache had it).
+// cache had it). Every error, except the context's, names the blob.
 func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (int64, error) {
 	if c.cache.Has(desc.Digest, desc.Size) {
 		return 0, nil
 	}
-	ing, done, err := c.cache.openIngest(desc.Digest)
+	ing, done, err := c.cache.openIngest(ctx, desc.Digest)
 	if err != nil {
-		return 0, err
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("downloading blob %s: %w", desc.Digest, err)
 	}
 	if done {
 		return 0, nil
@@ -41,7 +45,7 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 	}
 	rt, err := c.transport(ctx, repo)
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
 	}
 	hc := &http.Client{Transport: rt}
 	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", c.repository(repo).Scheme(), repo.RegistryStr(), repo.RepositoryStr(), desc.Digest)
@@ -77,7 +81,10 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 			}
 			c.retries.Add(1)
 			c.progress.Retry("GET "+u, mismatches, err.Error(), 0)
-			if ing, done, err = c.cache.openIngest(desc.Digest); err != nil || done {
+			if ing, done, err = c.cache.openIngest(ctx, desc.Digest); err != nil || done {
+				if err != nil && ctx.Err() == nil {
+					err = fmt.Errorf("downloading blob %s: %w", desc.Digest, err)
+				}
 				return received, err
 			}
 			continue
@@ -88,6 +95,9 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 			continue // complete or over-long: checked at the top
 		}
 		var se *statusError
+		if ctx.Err() != nil {
+			return fail(ctx.Err()) // stopped on purpose: not a fault to retry
+		}
 		if errors.As(err, &se) || !retryableError(err) {
 			return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
 		}
@@ -110,9 +120,12 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 }
 
 // getRange GETs the blob from ing's current size to the end and appends
-// it to ing. A server that ignores Range (200) makes it start over.
+// it to ing. A server that ignores Range (200) makes it start over. A body
+// that delivers nothing for the stall timeout is dropped (a *StallError).
 func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *ingest, size int64) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -126,6 +139,11 @@ func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *i
 		return 0, err
 	}
 	defer resp.Body.Close()
+	// The stall clock runs on the body only: waits for headers are the
+	// transport's, and Retry-After waits are the retry policy's.
+	stalled := &StallError{URL: redact(u), After: c.stall}
+	timer := time.AfterFunc(c.stall, func() { cancel(stalled) })
+	defer timer.Stop()
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && off > 0:
 		start, ok := contentRangeStart(resp.Header.Get("Content-Range"))
@@ -158,6 +176,7 @@ func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *i
 	for {
 		k, rerr := body.Read(buf)
 		if k > 0 {
+			timer.Reset(c.stall)
 			if _, err := ing.Write(buf[:k]); err != nil {
 				return n, fmt.Errorf("writing to the cache: %w", err)
 			}
@@ -174,9 +193,23 @@ func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *i
 			return n, nil
 		}
 		if rerr != nil {
+			if ctx.Err() == nil && context.Cause(rctx) == stalled {
+				return n, stalled
+			}
 			return n, rerr
 		}
 	}
+}
+
+// StallError says a blob download received nothing for too long; it is
+// resumed like a broken connection.
+type StallError struct {
+	URL   string
+	After time.Duration
+}
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("GET %s: no data for %s (stalled)", e.URL, e.After)
 }
 
 // contentRangeStart reads the first byte position of "bytes a-b/c".

@@ -1,8 +1,8 @@
 package fetch
 
 import (
+	"context"
 	"crypto/sha256"
-
 	"errors"
 	"fmt"
 	"hash"
@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
@@ -115,43 +116,77 @@ type ingest struct {
 	size int64 // bytes in f, all hashed into h
 }
 
-// openIngest opens and locks the partial file of h, waiting for another
-// process that holds it. It hashes what is already there so the download
-// can resume from its end. done reports that another writer finished the
-// blob while we waited.
-func (c *Cache) openIngest(h v1.Hash) (ing *ingest, done bool, err error) {
-	f, err := os.OpenFile(c.partialPath(h), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, false, fmt.Errorf("opening cache ingest file: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, false, fmt.Errorf("locking %s: %w", f.Name(), err)
-	}
-	// The previous holder may have finished (and renamed its file away):
-	// then our open file is an orphan; start over on the real path.
-	if c.Has(h, -1) {
-		f.Close()
-		return nil, true, nil
-	}
-	if fi, err := f.Stat(); err == nil {
-		if st, err2 := os.Stat(c.partialPath(h)); err2 != nil || !os.SameFile(fi, st) {
-			f.Close()
-			return c.openIngest(h)
+// openIngest opens and locks the partial file of h, waiting (until ctx
+// ends) for another process or goroutine that holds it. It hashes what is
+// already there so the download can resume from its end. done reports that
+// the blob is complete in the cache (another writer finished it while we
+// waited); the partial file, now useless, is removed then.
+func (c *Cache) openIngest(ctx context.Context, h v1.Hash) (ing *ingest, done bool, err error) {
+	for {
+		f, err := os.OpenFile(c.partialPath(h), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, false, fmt.Errorf("opening cache ingest file: %w", err)
 		}
-	}
-	ing = &ingest{f: f, h: sha256.New()}
-	n, err := io.Copy(ing.h, f)
-	if err != nil {
-		// An unreadable partial is useless: start again.
-		if err := ing.reset(); err != nil {
+		if err := lockFile(ctx, f); err != nil {
 			f.Close()
 			return nil, false, err
 		}
-		n = 0
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, false, err
+		}
+		st, err := os.Stat(c.partialPath(h))
+		current := err == nil && os.SameFile(fi, st)
+		if c.Has(h, -1) {
+			// Finished by another writer. Our file is either the renamed
+			// blob itself, or a partial created after the rename: drop the
+			// latter (we hold its lock, so nobody writes it).
+			if current {
+				_ = os.Remove(c.partialPath(h))
+			}
+			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+			f.Close()
+			return nil, true, nil
+		}
+		if !current {
+			// The previous holder renamed or removed the file we locked:
+			// start over on the real path.
+			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+			f.Close()
+			continue
+		}
+		ing = &ingest{f: f, h: sha256.New()}
+		n, err := io.Copy(ing.h, f)
+		if err != nil {
+			// An unreadable partial is useless: start again.
+			if err := ing.reset(); err != nil {
+				ing.close()
+				return nil, false, err
+			}
+			n = 0
+		}
+		ing.size = n
+		return ing, false, nil
 	}
-	ing.size = n
-	return ing, false, nil
+}
+
+// lockFile takes an exclusive flock on f, polling so that ctx can end the
+// wait (a blocking flock cannot be interrupted: a stopped run would hang
+// behind another process's slow download).
+func lockFile(ctx context.Context, f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("locking %s: %w", f.Name(), err)
+		}
+		if err := wait(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 func (ing *ingest) Write(p []byte) (int, error) {

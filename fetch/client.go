@@ -49,7 +49,14 @@ type Options struct {
 	UserAgent string
 	// Cache stores every manifest and blob fetched; required.
 	Cache *Cache
+	// StallTimeout is how long a blob download may receive nothing before
+	// it is dropped and resumed with a Range request; zero means
+	// DefaultStallTimeout.
+	StallTimeout time.Duration
 }
+
+// DefaultStallTimeout is used when Options.StallTimeout is zero.
+const DefaultStallTimeout = 60 * time.Second
 
 // Client fetches from registries. It is safe for concurrent use.
 type Client struct {
@@ -62,6 +69,7 @@ type Client struct {
 	baseTLS  http.RoundTripper // the same without TLS verification, for --insecure hosts
 	ua       string
 	cache    *Cache
+	stall    time.Duration
 
 	mu     sync.Mutex
 	repos  map[string]*repoTransport
@@ -85,6 +93,10 @@ func New(opts Options) *Client {
 		repos:    map[string]*repoTransport{},
 		stored:   map[string]bool{},
 		cache:    opts.Cache,
+		stall:    opts.StallTimeout,
+	}
+	if c.stall <= 0 {
+		c.stall = DefaultStallTimeout
 	}
 	if c.keychain == nil {
 		c.keychain = authn.DefaultKeychain

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -66,7 +68,10 @@ func retryableError(err error) bool {
 		return false
 	}
 	var ne net.Error
+	var se *StallError
 	switch {
+	case errors.As(err, &se):
+		return true
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
@@ -122,18 +127,27 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		resp, err := t.inner.RoundTrip(r)
+		if err == nil && !retryableStatus(resp.StatusCode) && bufferBody(r, resp) {
+			// A small body (manifest, token, tag list) is read here, so
+			// that one cut off midway is retried like a failed request.
+			// Blob bodies stream: FetchBlob resumes them with Range.
+			err = readSmallBody(resp)
+		}
 		last := attempt+1 >= t.policy.Attempts
 		var reason string
 		var d time.Duration
 		switch {
 		case err != nil:
-			if last || !retryableError(err) {
+			// A request cancelled on purpose (the run stops, or a
+			// sibling failed: errgroup cancels with the sibling's error as
+			// the cause, which may look retryable) is not retried.
+			if last || ctx.Err() != nil || !retryableError(err) {
 				return nil, err
 			}
 			reason = err.Error()
 			d = t.policy.backoff(attempt)
 		case retryableStatus(resp.StatusCode):
-			if last {
+			if last || ctx.Err() != nil {
 				return resp, nil
 			}
 			reason = resp.Status
@@ -157,6 +171,38 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+}
+
+// maxBufferedBody is how much of a non-blob body the retry transport reads
+// before handing the response on (the largest manifest accepted).
+const maxBufferedBody = MaxManifestSize
+
+// bufferBody says whether resp's body is read by the retry transport: GET
+// answers other than blobs.
+func bufferBody(req *http.Request, resp *http.Response) bool {
+	return req.Method == http.MethodGet && resp.StatusCode/100 == 2 &&
+		!strings.Contains(req.URL.Path, "/blobs/") && resp.ContentLength <= maxBufferedBody
+}
+
+// readSmallBody reads up to maxBufferedBody bytes of resp's body into
+// memory and puts them back as its body (followed by the rest, if any). On
+// a read error the body is closed.
+func readSmallBody(resp *http.Response) error {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedBody+1))
+	if err != nil {
+		resp.Body.Close()
+		return err
+	}
+	if len(b) <= maxBufferedBody {
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		return nil
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	return nil
 }
 
 // statusError is an HTTP failure of a request this package made itself.
