@@ -26,8 +26,12 @@ Examples:
    bundle create -f images.txt -o images.tar --lock images.lock
    SOURCE_DATE_EPOCH=0 bundle create -f images.yaml --locked images.lock -o images.tar
    bundle create -f images.yaml -o - | ssh gateway 'cat > images.tar'
-   bundle create -f images.yaml -o images.tar --quiet --json   # cron`,
-		Flags: []cli.Flag{
+   bundle create -f images.yaml -o images.tar --quiet --json   # cron
+   bundle create -f images.yaml -o images.tar --split 4G       # images.tar.001, .002, … (FAT32)
+   bundle create -f images.yaml -o images.tar.gz --gzip
+   bundle create -f images.yaml --base images-monday.tar -o delta.tar   # only new layers
+   bundle create -f images.yaml --have have.json -o delta.tar  # have.json: bundle inventory`,
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest file (images.yaml or images.txt)", Required: true},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle file to write, or - for stdout", Required: true},
 			&cli.StringFlag{Name: "lock", Usage: "write the digest each reference resolved to into this lockfile"},
@@ -37,9 +41,10 @@ Examples:
 			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
 			&cli.StringFlag{Name: "docker-platform", Usage: "platform that manifest.json lists for multi-arch references (default: the first platform asked for)"},
 			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
+			&cli.DurationFlag{Name: "stall-timeout", Usage: "drop and resume (with a Range request) a blob download that receives nothing for this long", Value: fetch.DefaultStallTimeout},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
-		},
+		}, createVolumeFlags...), // cmd_create_volumes.go
 		Action: runCreate,
 	})
 }
@@ -58,6 +63,7 @@ func runCreate(c *cli.Context) error {
 		Jobs:           c.Int("jobs"),
 		Insecure:       c.StringSlice("insecure"),
 		DockerPlatform: c.String("docker-platform"),
+		StallTimeout:   c.Duration("stall-timeout"),
 		Creator:        "bundle " + version,
 	}
 	if opts.Output == "-" && c.Bool("json") {
@@ -65,6 +71,9 @@ func runCreate(c *cli.Context) error {
 	}
 	if opts.Lock != "" && opts.Locked != "" && opts.Lock == opts.Locked {
 		return usagef("--lock and --locked name the same file")
+	}
+	if err := createVolumeOptions(c, &opts); err != nil {
+		return err
 	}
 	if r := c.Int("retries"); r > 0 {
 		opts.Retry = fetch.DefaultRetryPolicy
@@ -93,10 +102,17 @@ func runCreate(c *cli.Context) error {
 		_, err = c.App.Writer.Write(b)
 		return err
 	}
+	if res.Unchanged {
+		ui.printf("unchanged: every image has the digests %s has; nothing written\n", res.UnchangedSince)
+		return nil
+	}
 	if opts.Output != "-" {
 		ui.printf("wrote %s: %d images, %d blobs, %s; downloaded %d blobs (%s), %d from cache, %d retries, %.1fs\n",
 			res.Output, len(res.Images), res.Blobs, humanBytes(res.FileBytes), res.BlobsDownloaded,
 			humanBytes(res.BytesDownloaded), res.BlobsFromCache, res.Retries, res.Seconds)
+	}
+	for _, line := range createVolumeSummary(res) {
+		ui.printf("%s\n", line)
 	}
 	return nil
 }

@@ -22,7 +22,8 @@ func init() {
 size): every reference with the digest the registry served for it, its media type,
 and per platform the manifest digest, layer count and compressed size; then the
 totals and the bytes saved by storing shared blobs once. It does not check the
-blobs: run 'bundle verify' for that.
+blobs: run 'bundle verify' for that. A split bundle is named by its first volume,
+its base name or a glob; a gzip-compressed bundle is read as it is.
 
 Examples:
    bundle list -i images.tar
@@ -36,10 +37,11 @@ Examples:
 }
 
 func runList(c *cli.Context) error {
-	if c.Args().Len() > 0 {
-		return usagef("list takes no arguments (got %q); name the bundle with -i", c.Args().First())
+	more, err := volumeArgs(c, "list")
+	if err != nil {
+		return err
 	}
-	in, err := openInput(c, c.String("input"))
+	in, err := openInput(c, c.String("input"), more...)
 	if err != nil {
 		return err
 	}

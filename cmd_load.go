@@ -44,7 +44,17 @@ Targets (--to):
                             gets, or the first --platform), and the output says so.
 
 A bundle read from stdin (-i -) or gzip-compressed is verified while it is copied,
-uncompressed, to a temp file in $TMPDIR, then loaded from there.
+uncompressed, to a temp file in $TMPDIR, then loaded from there. A split bundle
+(create --split) is named by its first volume, base name or a glob, and loaded
+from its volumes in place.
+
+A delta bundle (create --base/--have) does not carry the layers listed as
+external in its bundle.json. Before anything is written, a registry is asked
+(HEAD) for each one in each repository that needs it (a layer in another
+repository of the load is mounted from there), and an OCI layout is checked for
+each file; if any is missing, nothing is loaded and each is listed. A docker daemon
+is refused a delta's images that need external layers: docker load takes only
+whole images.
 
 --dry-run verifies, then says on stdout what would be loaded and what is already
 there, writing nothing. Progress goes to stderr (bars on a terminal); --json prints
@@ -58,6 +68,8 @@ Examples:
    bundle load -i images.tar --to oci:/var/lib/images
    bundle load -i images.tar --to docker://registry.local:5000/mirror --jobs 8
    bundle load -i images.tar --to docker://registry.local:5000 --dry-run
+   bundle load -i images.tar.001 --to oci:/srv/images            # a split bundle
+   bundle load -i delta.tar --to docker://registry.local:5000/mirror
    bundle load -i images.tar --image debian:bookworm --platform linux/arm64 --to oci:out
    ssh gateway cat images.tar | bundle load -i - --to oci:/srv/images --quiet --json`,
 		Flags: []cli.Flag{
@@ -78,7 +90,8 @@ Examples:
 }
 
 func runLoad(c *cli.Context) error {
-	if c.Args().Len() > 0 {
+	more, err := volumeArgs(c, "load")
+	if err != nil {
 		return usagef("load takes no arguments (got %q); name the bundle with -i and the target with --to", c.Args().First())
 	}
 	if c.String("input") == "" {
@@ -88,14 +101,15 @@ func runLoad(c *cli.Context) error {
 		return usagef("--jobs must be at least 1")
 	}
 	opts := bundle.LoadOptions{
-		Input:     c.String("input"),
-		Stdin:     c.App.Reader,
-		To:        c.String("to"),
-		DryRun:    c.Bool("dry-run"),
-		Images:    c.StringSlice("image"),
-		Platforms: c.StringSlice("platform"),
-		Jobs:      c.Int("jobs"),
-		Insecure:  c.StringSlice("insecure"),
+		Input:      c.String("input"),
+		MoreInputs: more,
+		Stdin:      c.App.Reader,
+		To:         c.String("to"),
+		DryRun:     c.Bool("dry-run"),
+		Images:     c.StringSlice("image"),
+		Platforms:  c.StringSlice("platform"),
+		Jobs:       c.Int("jobs"),
+		Insecure:   c.StringSlice("insecure"),
 	}
 	if r := c.Int("retries"); r > 0 {
 		opts.Retry = fetch.DefaultRetryPolicy
@@ -130,6 +144,9 @@ func runLoad(c *cli.Context) error {
 		var se *load.SpecError
 		if errors.As(err, &se) {
 			return usagef("--to: %s", err)
+		}
+		if derr := deltaLoadError(c, err, opts.Input, quiet, asJSON); derr != nil {
+			return derr
 		}
 		var nb *load.NotInBundleError
 		if errors.As(err, &nb) {

@@ -19,7 +19,7 @@ func init() {
 	register(&cli.Command{
 		Name:      "verify",
 		Usage:     "prove a bundle file complete and unaltered before loading it",
-		UsageText: "bundle verify -i images.tar [--deep] [--json] [--quiet]",
+		UsageText: "bundle verify -i images.tar|images.tar.001|images.tar.gz [--deep] [--json] [--quiet]",
 		Description: `Reads the bundle once, from start to end (a USB stick or a pipe is never
 seeked), and checks every blob's sha256 and size against its name and bundle.json,
 that every blob bundle.json, index.json, manifest.json and the manifests reference is
@@ -27,6 +27,14 @@ there and no other, that manifests, indexes and configs agree with bundle.json, 
 that no entry is unsafe (absolute or .. paths, links, devices, duplicates). When
 images.tar.sha256 is beside the file, the whole file's sha256 is checked too.
 Nothing is written anywhere.
+
+A split bundle (create --split) is named by its first volume, its base name or a
+glob (images.tar.001, images.tar, 'images.tar.0*'): the volumes are read as one
+stream, never joined on disk. A missing volume is reported by its number, each
+volume is checked against its line in images.tar.sha256, and every problem names
+the volume and the offset in it. A gzip-compressed bundle (create --gzip) is read
+as it is. A delta bundle (create --base/--have) verifies what it carries and lists
+the external blobs the target must already hold; they are not a problem.
 
 --deep also decompresses every layer and checks its diffID against the config and
 bundle.json (a layer decompressing to more than --max-ratio times its size is
@@ -39,6 +47,7 @@ could not be read.
 Examples:
    bundle verify -i images.tar
    bundle verify -i images.tar --deep
+   bundle verify -i images.tar.001                    # a split bundle: all its volumes
    ssh gateway cat images.tar | bundle verify -i -
    bundle verify -i images.tar --quiet --json > report.json   # cron`,
 		Flags: []cli.Flag{
@@ -71,13 +80,14 @@ func (c corruptBundle) Error() string {
 }
 
 func runVerify(c *cli.Context) error {
-	if c.Args().Len() > 0 {
-		return usagef("verify takes no arguments (got %q); name the bundle with -i", c.Args().First())
+	more, err := volumeArgs(c, "verify")
+	if err != nil {
+		return err
 	}
 	if c.Int64("max-ratio") < 1 {
 		return usagef("--max-ratio must be at least 1")
 	}
-	in, err := openInput(c, c.String("input"))
+	in, err := openInput(c, c.String("input"), more...)
 	if err != nil {
 		return err
 	}
@@ -93,7 +103,12 @@ func runVerify(c *cli.Context) error {
 
 	// <file>.sha256 beside the file, when there is one.
 	sumNote := ""
-	if in.path != "" {
+	if in.set != nil && in.set.Split {
+		sumNote, err = splitChecksums(in.set, &opts, note)
+		if err != nil {
+			return err
+		}
+	} else if in.path != "" {
 		sumFile := in.path + ".sha256"
 		switch f, err := os.Open(sumFile); {
 		case err == nil:
@@ -142,6 +157,7 @@ func runVerify(c *cli.Context) error {
 		for _, f := range rep.Findings {
 			fmt.Fprintln(stdout, f.String())
 		}
+		printExternal(stdout, rep)
 		fmt.Fprintln(stdout, verdict(in.name, rep, time.Since(start), sumNote))
 	}
 	if rep.Intact {
@@ -157,6 +173,9 @@ func runVerify(c *cli.Context) error {
 		if f.Code == verify.CodeEntry {
 			hint = "do not load it: it holds entries that 'bundle create' never writes"
 		}
+	}
+	if h := volumeHint(rep, in.set); h != "" {
+		hint = h
 	}
 	return withHint(corruptBundle{name: in.name, problems: len(rep.Findings)}, hint)
 }
@@ -184,6 +203,12 @@ func verdict(name string, rep *verify.Report, took time.Duration, sumNote string
 	if rep.Deep {
 		s += " (deep: every layer's diffID)"
 	}
+	if n := len(rep.External); n > 0 {
+		s += fmt.Sprintf("; a delta bundle: %d %s expected at the target", n, plural(n, "blob", "blobs"))
+	}
+	if len(rep.Volumes) > 0 {
+		return s + volumeVerdict(rep) + sumNote
+	}
 	if rep.ChecksumFile != "" {
 		s += "; sha256 matches " + rep.ChecksumFile
 	}
@@ -207,12 +232,13 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// input is the bundle file, or stdin.
+// input is the bundle file, the volumes of a split bundle, or stdin.
 type input struct {
 	io.Reader
-	name  string // for messages
-	path  string // "" for stdin
-	size  int64  // 0 when unknown
+	name  string             // for messages
+	path  string             // "" for stdin; the base name of volumes
+	set   *tarball.VolumeSet // nil for stdin
+	size  int64              // 0 when unknown
 	close func() error
 }
 
@@ -223,7 +249,10 @@ func (in *input) Close() error {
 	return nil
 }
 
-func openInput(c *cli.Context, path string) (*input, error) {
+// openInput opens the bundle -i names: a file, stdin (-), or a split
+// bundle's volumes (any volume, their base name, or a glob; more are the
+// further volumes of a glob the shell expanded), read as one stream.
+func openInput(c *cli.Context, path string, more ...string) (*input, error) {
 	if path == "" {
 		return nil, usagef("-i needs a file name, or - for stdin")
 	}
@@ -234,19 +263,26 @@ func openInput(c *cli.Context, path string) (*input, error) {
 		}
 		return &input{Reader: r, name: "stdin"}, nil
 	}
-	f, err := os.Open(path)
+	set, err := tarball.FindVolumes(path, more...)
 	if err != nil {
 		return nil, fmt.Errorf("opening the bundle: %w", err)
 	}
-	in := &input{Reader: f, name: path, path: path, close: f.Close}
-	if fi, err := f.Stat(); err == nil {
-		if fi.IsDir() {
-			f.Close()
-			return nil, fmt.Errorf("opening the bundle: %s is a directory", path)
-		}
-		if fi.Mode().IsRegular() {
-			in.size = fi.Size()
-		}
+	in := &input{name: set.Name(), path: set.Base, set: set}
+	if !set.Split {
+		in.name = path
+	}
+	if len(set.Readable()) == 0 {
+		// Volume 1 is missing: verify reports it; there is nothing to read.
+		in.Reader = strings.NewReader("")
+		return in, nil
+	}
+	r, err := set.Open()
+	if err != nil {
+		return nil, err
+	}
+	in.Reader, in.close = r, r.Close
+	if n := r.Size(); n > 0 {
+		in.size = n
 	}
 	return in, nil
 }

@@ -70,6 +70,9 @@ Carry images.tar (and images.tar.sha256) across. On the air-gapped host:
    bundle verify -i images.tar                   prove the file is intact
    bundle list -i images.tar                     show what it holds
    bundle load -i images.tar                     load it into docker, an OCI layout or a registry
+Nightly, carry only what the air-gapped side lacks:
+   bundle inventory --from docker://registry.local:5000/mirror -o have.json   (air-gapped side)
+   bundle create -f images.yaml --have have.json -o delta.tar                (or --base images-yesterday.tar)
 
 The file is a docker-save archive and an OCI image layout at once: docker load -i images.tar
 accepts it as it is.

@@ -64,8 +64,15 @@ type CreateOptions struct {
 	SourceDateEpoch *time.Time
 	Keychain        authn.Keychain
 	Retry           fetch.RetryPolicy
-	Progress        Progress
-	Creator         string // "bundle v0.1.0"
+	// StallTimeout drops and resumes a blob download that receives
+	// nothing for this long; zero means fetch.DefaultStallTimeout.
+	StallTimeout time.Duration
+	Progress     Progress
+	Creator      string // "bundle v0.1.0"
+
+	// Split volumes and gzip (volumes.go); delta bundles (delta.go).
+	OutputOptions
+	DeltaOptions
 }
 
 // ImageSummary is one reference in a created bundle.
@@ -90,6 +97,10 @@ type CreateResult struct {
 	BytesDownloaded  int64          `json:"bytesDownloaded"`
 	Retries          int64          `json:"retries"`
 	Seconds          float64        `json:"seconds"`
+
+	// Split volumes (volumes.go); delta and unchanged runs (delta.go).
+	Volumes []VolumeSummary `json:"volumes,omitempty"`
+	DeltaSummary
 }
 
 // target is one concrete reference to fetch.
@@ -131,11 +142,15 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 
 	// Claim the output before any download: a missing or read-only
 	// directory, or another run writing the same file, fails now.
-	var out *outputFile
-	if opts.Output != "-" {
-		if out, err = openOutput(opts.Output); err != nil {
-			return nil, err
-		}
+	have, err := loadHave(opts.DeltaOptions) // delta.go
+	if err != nil {
+		return nil, err
+	}
+	out, err := openBundleOutput(opts) // volumes.go: a file, volumes, gzip
+	if err != nil {
+		return nil, err
+	}
+	if out != nil {
 		defer out.abort()
 	}
 
@@ -150,12 +165,13 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	}
 	var downloaded atomic.Int64
 	client := fetch.New(fetch.Options{
-		Keychain:  opts.Keychain,
-		Insecure:  opts.Insecure,
-		Retry:     opts.Retry,
-		Progress:  countingProgress{opts.Progress, &downloaded},
-		UserAgent: opts.Creator,
-		Cache:     cache,
+		Keychain:     opts.Keychain,
+		Insecure:     opts.Insecure,
+		Retry:        opts.Retry,
+		Progress:     countingProgress{opts.Progress, &downloaded},
+		UserAgent:    opts.Creator,
+		Cache:        cache,
+		StallTimeout: opts.StallTimeout,
 	})
 
 	targets, err := expand(ctx, client, spec, lock)
@@ -198,6 +214,10 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	if dockerPlatform == "" {
 		dockerPlatform = HostPlatform()
 	}
+	if res, unchanged := have.apply(idx, start); unchanged { // delta.go
+		res.Output = opts.Output
+		return res, nil
+	}
 	layout, err := tarball.NewLayout(idx, dockerPlatform)
 	if err != nil {
 		return nil, err
@@ -232,6 +252,17 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if fo, ok := out.(failingOutput); ok {
+		// A write that fails (a full disk) stops the downloads at once:
+		// the writer may be waiting for one.
+		go func() {
+			select {
+			case <-fo.writeFailed():
+				cancel()
+			case <-dctx.Done():
+			}
+		}()
+	}
 	src := newDownloader(dctx, client, cache, idx, repoOf, users, missing, opts.Jobs)
 
 	var w io.Writer = opts.Stdout
@@ -248,11 +279,17 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 			_ = cache.Remove(be.Digest)
 			return nil, fmt.Errorf("image %s: %w (removed from the cache; run again to fetch it)", users[be.Digest], werr)
 		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // interrupted
+		}
+		// The write failed (a full disk): downloads were only cancelled
+		// because of it.
+		if fo, ok := out.(failingOutput); ok && fo.writeErr() != nil {
+			return nil, fmt.Errorf("writing %s: %w", opts.Output, fo.writeErr())
+		}
+		// A failed download (it names the image and blob).
 		if derr := src.firstErr(); derr != nil {
 			return nil, derr
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("writing %s: %w", opts.Output, werr)
 	}
@@ -260,7 +297,9 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		if result.SHA256, result.FileBytes, err = out.commit(); err != nil {
 			return nil, err
 		}
+		result.Volumes = outputVolumes(out)
 	}
+	have.summarize(result, idx)
 	if opts.Lock != "" {
 		if err := manifests.WriteLock(opts.Lock, makeLock(spec, res)); err != nil {
 			return nil, fmt.Errorf("writing lockfile: %w", err)
@@ -545,7 +584,7 @@ func imageManifest(ctx context.Context, client *fetch.Client, repo name.Reposito
 		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, fetch.MaxConfigSize)
 	}
 	if _, err := client.FetchBlob(ctx, repo, mf.Config); err != nil {
-		return nil, fmt.Errorf("config %s: %w", mf.Config.Digest, err)
+		return nil, fmt.Errorf("config: %w", err) // err names the blob
 	}
 	pm := &tarball.PlatformManifest{
 		Digest:    m.Descriptor.Digest,
@@ -640,13 +679,16 @@ func newDownloader(ctx context.Context, client *fetch.Client, cache *fetch.Cache
 				_, err := client.FetchBlob(ctx, repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType})
 				d.mu.Lock()
 				if err != nil {
+					// Only a download that failed by itself is the run's
+					// error; one cancelled (the write failed, or the run was
+					// interrupted) is not.
 					if ctx.Err() == nil {
-						err = fmt.Errorf("image %s: blob %s: %w", users[h], h, err)
+						err = fmt.Errorf("image %s: %w", users[h], err) // err names the blob
+						if d.first == nil {
+							d.first = err
+						}
 					}
 					d.errs[h] = err
-					if d.first == nil {
-						d.first = err
-					}
 				} else {
 					d.count.blobs++
 					if d.layers[h] {

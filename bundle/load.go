@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/load"
+	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/pgzip"
 )
 
@@ -44,9 +47,12 @@ func (NopLoadProgress) Loading(string, int, bool)                {}
 
 // LoadOptions are the inputs of Load.
 type LoadOptions struct {
-	// Input is the bundle file, or "-" for Stdin.
-	Input string
-	Stdin io.Reader
+	// Input is the bundle file, or "-" for Stdin: a file, any volume of a
+	// split bundle, their base name or a glob (tarball.FindVolumes).
+	// MoreInputs are the further volumes of a glob that a shell expanded.
+	Input      string
+	MoreInputs []string
+	Stdin      io.Reader
 	// To names the target (load.ParseTarget): "docker" (or ""), the docker
 	// daemon at DOCKER_HOST; "docker://HOST[/PREFIX]", a registry;
 	// "oci:DIR", an OCI image layout directory.
@@ -159,8 +165,9 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 	if opts.Input == "" {
 		return nil, errors.New("no bundle file given")
 	}
+	var set *tarball.VolumeSet
 	if opts.Input != "-" {
-		if _, err := os.Stat(opts.Input); err != nil {
+		if set, err = tarball.FindVolumes(opts.Input, opts.MoreInputs...); err != nil {
 			return nil, fmt.Errorf("opening the bundle: %w", err)
 		}
 	}
@@ -173,10 +180,12 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 	name := opts.Input
 	if name == "-" {
 		name = "stdin"
+	} else if set.Split {
+		name = set.Name()
 	}
 	res := &LoadResult{Input: name, Target: target.String(), DryRun: opts.DryRun, Images: []load.ImageResult{}}
 
-	b, cleanup, err := openVerified(ctx, opts, name, &res.Verified)
+	b, cleanup, err := openVerified(ctx, opts, set, name, &res.Verified)
 	if cleanup != nil {
 		defer cleanup()
 	}
@@ -192,6 +201,11 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 		return nil, fmt.Errorf("nothing to load: %s", strings.Join(notes, "; "))
 	}
 
+	// A delta bundle: the target must hold the blobs it does not carry,
+	// checked before anything is written (delta_load.go).
+	if err := load.CheckExternal(ctx, target, b, images); err != nil {
+		return nil, err
+	}
 	opts.Progress.Loading(target.String(), len(images), opts.DryRun)
 	var lr *load.Result
 	if opts.DryRun {
@@ -216,57 +230,67 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 }
 
 // openVerified verifies the input and opens it for loading.
-func openVerified(ctx context.Context, opts LoadOptions, name string, sum *VerifySummary) (*load.Bundle, func(), error) {
+func openVerified(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name string, sum *VerifySummary) (*load.Bundle, func(), error) {
 	start := time.Now()
 	defer func() { sum.Seconds = time.Since(start).Seconds() }()
-	if opts.Input == "" {
-		return nil, nil, errors.New("no bundle file given")
-	}
-	if opts.Input != "-" {
-		fi, err := os.Stat(opts.Input)
-		if err != nil {
-			return nil, nil, fmt.Errorf("opening the bundle: %w", err)
-		}
-		if fi.IsDir() {
-			return nil, nil, fmt.Errorf("opening the bundle: %s is a directory", opts.Input)
-		}
-		if fi.Mode().IsRegular() {
-			b, err := verifyFile(ctx, opts, name, fi.Size(), sum)
-			if !errors.Is(err, load.ErrCompressed) {
-				var cleanup func()
-				if b != nil {
-					cleanup = func() { b.Close() }
-				}
-				return b, cleanup, err
+	if set != nil && set.Size() >= 0 {
+		b, err := verifyFile(ctx, opts, set, name, sum)
+		if !errors.Is(err, load.ErrCompressed) {
+			var cleanup func()
+			if b != nil {
+				cleanup = func() { b.Close() }
 			}
+			return b, cleanup, err
 		}
 	}
-	return spool(ctx, opts, name, sum)
+	return spool(ctx, opts, set, name, sum)
 }
 
-// verifyFile verifies a plain bundle file in place: Open finds the blobs,
-// then the verify pass reads the whole file, checking on the way that what
-// Open read is what it verifies.
-func verifyFile(ctx context.Context, opts LoadOptions, name string, size int64, sum *VerifySummary) (*load.Bundle, error) {
-	b, scanErr := load.Open(opts.Input)
+// verifyOptions are the options of the verify pass over set: for a split
+// bundle, its volumes and the sums of its checksum file.
+func verifyOptions(set *tarball.VolumeSet) verify.Options {
+	var vo verify.Options
+	if set == nil || !set.Split {
+		return vo
+	}
+	var sums map[string]v1.Hash
+	sumFile := set.Base + ".sha256"
+	if f, err := os.Open(sumFile); err == nil {
+		sums, _ = verify.ParseChecksums(f) // unreadable: the volumes are still verified
+		f.Close()
+	}
+	vo.SplitOptions(set, sums, filepath.Base(sumFile))
+	return vo
+}
+
+// verifyFile verifies a plain bundle file (or split bundle) in place:
+// OpenVolumes finds the blobs, then the verify pass reads the whole file,
+// checking on the way that what OpenVolumes read is what it verifies.
+func verifyFile(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name string, sum *VerifySummary) (*load.Bundle, error) {
+	b, scanErr := load.OpenVolumes(set)
 	if errors.Is(scanErr, load.ErrCompressed) {
 		return nil, scanErr
 	}
-	f, err := os.Open(opts.Input)
-	if err != nil {
-		if b != nil {
-			b.Close()
+	var r io.Reader = strings.NewReader("") // volume 1 missing: verify says so
+	if len(set.Readable()) > 0 {
+		vr, err := set.Open()
+		if err != nil {
+			if b != nil {
+				b.Close()
+			}
+			return nil, fmt.Errorf("opening the bundle: %w", err)
 		}
-		return nil, fmt.Errorf("opening the bundle: %w", err)
+		defer vr.Close()
+		r = vr
 	}
-	defer f.Close()
-	var r io.Reader = f
 	var w *load.Watcher
 	if b != nil {
-		w = b.Watch(f)
+		w = b.Watch(r)
 		r = w
 	}
-	rep, err := verify.Verify(ctx, r, verify.Options{Progress: verifyProgress{opts.Progress, size}})
+	vo := verifyOptions(set)
+	vo.Progress = verifyProgress{opts.Progress, set.Size()}
+	rep, err := verify.Verify(ctx, r, vo)
 	fail := func(err error) (*load.Bundle, error) {
 		if b != nil {
 			b.Close()
@@ -295,24 +319,31 @@ func verifyFile(ctx context.Context, opts LoadOptions, name string, size int64, 
 
 // spool copies a pipe, or a compressed bundle uncompressed, to a temp file
 // while the verify pass reads it, then opens the temp file for loading.
-func spool(ctx context.Context, opts LoadOptions, name string, sum *VerifySummary) (*load.Bundle, func(), error) {
+// set is nil for stdin.
+func spool(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name string, sum *VerifySummary) (*load.Bundle, func(), error) {
 	var src io.Reader
 	var size int64
-	if opts.Input == "-" {
+	if set == nil {
 		src = opts.Stdin
 		if src == nil {
 			src = os.Stdin
 		}
 	} else {
-		f, err := os.Open(opts.Input)
+		if len(set.Missing) > 0 || len(set.Readable()) == 0 {
+			// Say which volume is missing, as verify does.
+			rep, err := verify.Verify(ctx, strings.NewReader(""), verifyOptions(set))
+			if err != nil {
+				return nil, nil, err
+			}
+			return nil, nil, &CorruptError{Name: name, Report: rep}
+		}
+		vr, err := set.Open()
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening the bundle: %w", err)
 		}
-		defer f.Close()
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-			size = fi.Size()
-		}
-		src = f
+		defer vr.Close()
+		size = max(vr.Size(), 0)
+		src = vr
 	}
 	counted := &countReader{r: src, fn: func(n int64) { opts.Progress.Verifying(n, size) }}
 	br := bufio.NewReaderSize(counted, 256<<10)

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,7 @@ type outputFile struct {
 	errc   chan error
 	werr   error // first error of the writing goroutine, once seen
 	failed atomic.Pointer[error]
+	failCh chan struct{} // closed when a write fails
 	closed bool
 }
 
@@ -64,6 +66,9 @@ func openOutput(path string) (*outputFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Holding the lock, any temp file of this output is a killed run's
+	// (SIGKILL, power loss): remove it before it piles up.
+	removeStaleTemps(abs)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(abs)+".tmp-*")
 	if err != nil {
 		lock.Close()
@@ -79,6 +84,7 @@ func openOutput(path string) (*outputFile, error) {
 	o := &outputFile{
 		path: abs, f: f, lock: lock, sum: sha256.New(),
 		free: make(chan []byte, outBufs), work: make(chan []byte, outBufs), errc: make(chan error, 1),
+		failCh: make(chan struct{}),
 	}
 	for range outBufs - 1 {
 		o.free <- make([]byte, 0, outBufSize)
@@ -97,6 +103,7 @@ func (o *outputFile) writer() {
 			o.sum.Write(b)
 			if _, err = o.f.Write(b); err != nil {
 				o.failed.Store(&err) // Write stops at once (disk full…)
+				close(o.failCh)      // and Create stops downloading
 			}
 			off += int64(len(b))
 			if off-started >= writeBackGap {
@@ -129,6 +136,25 @@ func (o *outputFile) Write(p []byte) (int, error) {
 	}
 	o.n += int64(n)
 	return n, nil
+}
+
+// failingOutput is an output that tells as soon as a write has failed
+// (outputFile writes asynchronously, so Write reports it late). Create
+// stops downloading then, and reports the write error.
+type failingOutput interface {
+	writeFailed() <-chan struct{}
+	writeErr() error
+}
+
+// writeFailed is closed when writing the temp file has failed.
+func (o *outputFile) writeFailed() <-chan struct{} { return o.failCh }
+
+// writeErr is the error that writing the temp file failed with, if any.
+func (o *outputFile) writeErr() error {
+	if e := o.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // flush hands over the last buffer and waits for the writer.
@@ -183,6 +209,25 @@ func (o *outputFile) abort() {
 	o.f.Close()
 	os.Remove(o.f.Name())
 	o.lock.Close()
+}
+
+// removeStaleTemps removes the temp files that writing abs (and its
+// .sha256) makes: ".<name>.tmp-<digits>" and ".<name>.sha256.tmp-<digits>".
+// The caller holds the output's lock.
+func removeStaleTemps(abs string) {
+	dir, base := filepath.Dir(abs), filepath.Base(abs)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		for _, prefix := range []string{"." + base + ".tmp-", "." + base + ".sha256.tmp-"} {
+			rest, ok := strings.CutPrefix(e.Name(), prefix)
+			if ok && rest != "" && strings.Trim(rest, "0123456789") == "" && e.Type().IsRegular() {
+				_ = os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
 }
 
 func writeFileAtomic(path string, data []byte) error {

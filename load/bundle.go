@@ -64,7 +64,7 @@ type Bundle struct {
 	DockerManifest []tarball.DockerManifestEntry
 
 	path    string
-	f       *os.File
+	f       bundleFile
 	blobs   map[v1.Hash]span
 	regions []region
 }
@@ -88,13 +88,46 @@ func Open(path string) (*Bundle, error) {
 	return b, nil
 }
 
+// bundleFile is the bundle's file: an *os.File, or a split bundle's
+// volumes read as one (tarball.VolumeReader).
+type bundleFile interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	io.Closer
+}
+
+// OpenVolumes is Open for a bundle found by tarball.FindVolumes: a file, or
+// the volumes of a split bundle read as one file. Every volume up to the
+// last must be there.
+func OpenVolumes(set *tarball.VolumeSet) (*Bundle, error) {
+	if len(set.Missing) > 0 {
+		return nil, fmt.Errorf("volume %s is missing", tarball.VolumeName(set.Base, set.Missing[0]))
+	}
+	r, err := set.Open()
+	if err != nil {
+		return nil, err
+	}
+	if r.Size() < 0 {
+		r.Close()
+		return nil, fmt.Errorf("%s is not a regular file", set.Name())
+	}
+	b, err := scan(r)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	b.path = set.Name()
+	return b, nil
+}
+
 // Close closes the file.
 func (b *Bundle) Close() error { return b.f.Close() }
 
 // Path is the file's path.
 func (b *Bundle) Path() string { return b.path }
 
-func scan(f *os.File) (*Bundle, error) {
+func scan(f bundleFile) (*Bundle, error) {
 	var magic [2]byte
 	if n, _ := io.ReadFull(f, magic[:]); n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		return nil, ErrCompressed

@@ -28,6 +28,10 @@
 //     Every target skips what it already holds, so a load can be run again
 //     and a second run transfers no blob.
 //   - RewriteRef: the rule that names an image in a registry target.
+//   - CheckExternal: for a delta bundle, that the target holds every blob
+//     the bundle references but does not carry, checked before anything
+//     is written (a registry also mounts such a blob from another
+//     repository of the same load); a docker daemon is refused.
 //
 // The package never prints: progress goes through Progress, results are
 // values. Specs followed: the OCI distribution spec

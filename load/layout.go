@@ -260,6 +260,9 @@ func (l *Layout) Check(ctx context.Context, b *Bundle, images []Image) (*Result,
 // Load writes the images' blobs, then index.json.
 func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error) {
 	p = orNop(p)
+	if err := CheckExternal(ctx, l, b, images); err != nil { // external.go
+		return nil, err
+	}
 	blobsDir := filepath.Join(l.dir, "blobs", "sha256")
 	if err := os.MkdirAll(blobsDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating OCI layout %s: %w", l.dir, err)

@@ -199,6 +199,9 @@ type session struct {
 	// extra pull scopes per repository (the repositories blobs are mounted
 	// from)
 	mountFrom map[string][]name.Repository
+	// where to mount a delta bundle's external blobs from, for the
+	// repositories that lack them (external.go)
+	extFrom map[repoBlob]name.Repository
 
 	mu    sync.Mutex
 	conns map[string]*conn
@@ -400,9 +403,14 @@ func (r *Registry) Load(ctx context.Context, b *Bundle, images []Image, p Progre
 	if err != nil {
 		return nil, err
 	}
+	extFrom, err := r.checkExternalFirst(ctx, b, images) // external.go
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := r.newSession(ctx, b, p, true)
+	s.useExternal(extFrom)
 
 	// What each repository needs, and from where a blob can be mounted: the
 	// first repository that needs it.
@@ -586,7 +594,11 @@ func (s *session) pushBlob(ctx context.Context, d v1.Hash, repos []name.Reposito
 			continue
 		}
 		if !s.b.Has(d) {
-			return fmt.Errorf("blob %s is not in the bundle (a delta bundle's external blob) and %s lacks it: load the bundle it came from first", d, repo)
+			if err := s.mountExternal(ctx, d, repo, have); err != nil {
+				return err
+			}
+			have = &repo
+			continue
 		}
 		bl := s.b.Index.Blobs[d]
 		layer := &bundleLayer{b: s.b, d: d, size: s.b.Size(d), mt: bl.MediaType, diffID: bl.DiffID, s: s}
@@ -671,7 +683,7 @@ func (s *session) retry(ctx context.Context, what string, f func() error) error 
 // retryable says whether an operation that failed with err is worth
 // another try: connection trouble and server errors, not refusals.
 func retryable(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errNotMounted) {
 		return false
 	}
 	var te *transport.Error

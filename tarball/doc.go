@@ -10,4 +10,10 @@
 // The writer is deterministic: the same Layout, blobs and modification time
 // give the same bytes. Every blob is checked against its digest and size
 // as it is copied in, so a damaged cache never reaches a bundle.
+//
+// A bundle may be split into volumes NAME.001, NAME.002, … (a split -b of
+// the file): FindVolumes resolves what a user names (any volume, the base
+// name, a glob) and VolumeReader reads the volumes as one file, for reading
+// in one pass and for seeking. Offsets of entries (Entry.Offset) let a
+// reader say in which volume a fault lies.
 package tarball

@@ -107,6 +107,9 @@ type Entry struct {
 	Kind   EntryKind
 	Size   int64
 	Digest v1.Hash // for KindBlob, the digest its name claims
+	// Offset is where the content starts in the tar stream (the file, or
+	// for a gzip-compressed bundle the uncompressed stream).
+	Offset int64
 	r      *Reader
 	gen    int
 }
@@ -174,6 +177,16 @@ func (r *Reader) Close() error {
 		r.err = errors.New("reading bundle: reader closed")
 	}
 	return nil
+}
+
+// Offset is how many bytes of the tar stream (the file, or for a
+// gzip-compressed bundle the uncompressed stream) have been read: after an
+// error, about where the damage is.
+func (r *Reader) Offset() int64 {
+	if r.tail == nil {
+		return 0
+	}
+	return r.tail.n
 }
 
 // Index reads and returns bundle.json, the first entry.
@@ -295,7 +308,7 @@ func (r *Reader) Next() (*Entry, error) {
 	if reason := unsafeReason(hdr); reason != "" {
 		return nil, &EntryError{Name: name, Reason: reason}
 	}
-	e := &Entry{Name: name, Size: hdr.Size, r: r, gen: r.gen}
+	e := &Entry{Name: name, Size: hdr.Size, Offset: r.tail.n, r: r, gen: r.gen}
 	if strings.HasSuffix(name, "/") || hdr.Typeflag == tar.TypeDir {
 		dir := strings.TrimSuffix(name, "/") + "/"
 		if hdr.Typeflag != tar.TypeDir || (dir != BlobsDir && dir != BlobsSHA256Dir) {
@@ -552,12 +565,14 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 // entry boundary, and keeps the first block.
 type tailReader struct {
 	r     io.Reader
+	n     int64 // bytes read
 	zeros int64
 	head  []byte // the first block, to name a damaged first header
 }
 
 func (t *tailReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
+	t.n += int64(n)
 	if n > 0 && len(t.head) < 512 {
 		t.head = append(t.head, p[:min(n, 512-len(t.head))]...)
 	}

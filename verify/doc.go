@@ -9,6 +9,12 @@
 // every layer's diffID. It reports every fault it finds as a Finding, not only
 // the first, and returns an error only when the file could not be read.
 //
+// A split bundle is verified as one stream with its volumes described in
+// Options (SplitOptions): each volume's sha256 against its checksum file, a
+// missing volume by number, and every finding located in its volume. A
+// delta bundle's external blobs are listed in the Report, not found at
+// fault.
+//
 // List reads only bundle.json and summarizes it.
 //
 // The package never prints and never writes to disk: progress goes through

@@ -217,12 +217,16 @@ func (c *chunkReader) drain() {
 }
 
 // fileHasher computes the sha256 of the whole file on its own goroutine,
-// from copies of what the reader reads, and reports progress.
+// from copies of what the reader reads, and reports progress. With ends
+// (the stream offsets where each volume of a split bundle ends) it
+// computes one sha256 per volume instead.
 type fileHasher struct {
 	r        io.Reader
 	progress Progress
 	n        int64
 	h        hash.Hash
+	ends     []int64
+	sums     []string // finished sums, one per volume
 	ch       chan []byte
 	pool     chan []byte
 	done     chan struct{}
@@ -231,9 +235,9 @@ type fileHasher struct {
 
 const fileChunks = 8
 
-func newFileHasher(r io.Reader, progress Progress, hashFile bool) *fileHasher {
-	f := &fileHasher{r: r, progress: progress}
-	if hashFile {
+func newFileHasher(r io.Reader, progress Progress, hashFile bool, ends []int64) *fileHasher {
+	f := &fileHasher{r: r, progress: progress, ends: ends}
+	if hashFile || len(ends) > 0 {
 		f.h = sha256.New()
 		f.ch = make(chan []byte, fileChunks)
 		f.pool = make(chan []byte, fileChunks)
@@ -243,8 +247,21 @@ func newFileHasher(r io.Reader, progress Progress, hashFile bool) *fileHasher {
 		}
 		go func() {
 			defer close(f.done)
+			var pos int64
 			for b := range f.ch {
-				f.h.Write(b)
+				for rest := b; len(rest) > 0; {
+					k := len(rest)
+					if i := len(f.sums); i < len(f.ends) && pos+int64(k) >= f.ends[i] {
+						k = int(f.ends[i] - pos)
+					}
+					f.h.Write(rest[:k])
+					pos += int64(k)
+					rest = rest[k:]
+					if i := len(f.sums); i < len(f.ends) && pos == f.ends[i] {
+						f.sums = append(f.sums, hex.EncodeToString(f.h.Sum(nil)))
+						f.h.Reset()
+					}
+				}
 				f.pool <- b[:cap(b)]
 			}
 		}()
@@ -271,16 +288,28 @@ func (f *fileHasher) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// sum stops the hashing goroutine and returns the hex sha256 of what was
-// read, or "" when the file is not hashed. It may be called more than once.
-func (f *fileHasher) sum() string {
-	if f.h == nil {
-		return ""
-	}
-	if !f.stopped {
+// stop stops the hashing goroutine. It may be called more than once.
+func (f *fileHasher) stop() {
+	if f.h != nil && !f.stopped {
 		f.stopped = true
 		close(f.ch)
 		<-f.done
 	}
+}
+
+// sum stops the hashing goroutine and returns the hex sha256 of what was
+// read, or "" when the file is not hashed.
+func (f *fileHasher) sum() string {
+	if f.h == nil {
+		return ""
+	}
+	f.stop()
 	return hex.EncodeToString(f.h.Sum(nil))
+}
+
+// volumeSums stops the hashing goroutine and returns the sha256 of each
+// volume read to its end.
+func (f *fileHasher) volumeSums() []string {
+	f.stop()
+	return f.sums
 }

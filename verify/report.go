@@ -3,6 +3,9 @@ package verify
 import (
 	"fmt"
 	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Code classifies a Finding, for scripts reading --json.
@@ -50,8 +53,12 @@ const (
 	// CodeOrder: a blob comes before a blob it references; a one-pass
 	// loader could not use it.
 	CodeOrder Code = "order"
-	// CodeChecksum: the file's sha256 is not the one in <file>.sha256.
+	// CodeChecksum: the file's sha256 (or a volume's) is not the one in
+	// <file>.sha256.
 	CodeChecksum Code = "checksum"
+	// CodeVolume: a volume of a split bundle is missing, or is not the
+	// size of the others (cut short).
+	CodeVolume Code = "volume"
 )
 
 // Finding is one fault found in a bundle.
@@ -68,6 +75,23 @@ type Finding struct {
 	// a mismatch (digests, sizes, media types).
 	Got  string `json:"got,omitempty"`
 	Want string `json:"want,omitempty"`
+	// Offset is where the fault lies in the tar stream: the start of the
+	// entry's content, or where the pass stopped. It is the offset in the
+	// file, or for a gzip-compressed bundle in the uncompressed stream.
+	Offset *int64 `json:"offset,omitempty"`
+	// Volume says, for a split bundle (not compressed), which volume holds
+	// Offset and where in it.
+	Volume *VolumeAt `json:"volume,omitempty"`
+}
+
+// VolumeAt is a place in one volume of a split bundle.
+type VolumeAt struct {
+	Number int    `json:"number"`
+	Name   string `json:"name"`
+	Offset int64  `json:"offset"`
+	// Through is the last volume the entry's content reaches, when it
+	// runs on past this one.
+	Through int `json:"through,omitempty"`
 }
 
 // String renders the finding on one line:
@@ -97,6 +121,12 @@ func (f Finding) String() string {
 			b.WriteString(im)
 		}
 		b.WriteString(")")
+	}
+	if v := f.Volume; v != nil {
+		fmt.Fprintf(&b, " in volume %d (%s) at offset %d", v.Number, v.Name, v.Offset)
+		if v.Through > v.Number {
+			fmt.Fprintf(&b, ", running on to volume %d", v.Through)
+		}
 	}
 	return b.String()
 }
@@ -130,8 +160,42 @@ type Report struct {
 	// <file>.sha256 was given); ChecksumFile names that file.
 	SHA256       string `json:"sha256,omitempty"`
 	ChecksumFile string `json:"checksumFile,omitempty"`
+	// Volumes are the volumes of a split bundle, with the sha256 of each
+	// read to its end.
+	Volumes []VolumeReport `json:"volumes,omitempty"`
+	// External are the blobs a delta bundle references but does not
+	// carry: the target must hold them already. Not a fault.
+	External []ExternalBlob `json:"external,omitempty"`
 	// Findings are every fault found, in the order of the file.
 	Findings []Finding `json:"findings"`
+}
+
+// VolumeReport is one volume of a split bundle.
+type VolumeReport struct {
+	Number int    `json:"number"`
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Checked is true when the checksum file has a line for the volume
+	// (and it matches unless a finding says otherwise).
+	Checked bool `json:"checked"`
+}
+
+// ExternalBlob is a blob a delta bundle expects the target to hold.
+type ExternalBlob struct {
+	Digest    v1.Hash         `json:"digest"`
+	Size      int64           `json:"size"`
+	MediaType types.MediaType `json:"mediaType,omitempty"`
+	Images    []string        `json:"images,omitempty"`
+}
+
+// ExternalBytes is the total size of the external blobs.
+func (r *Report) ExternalBytes() int64 {
+	var n int64
+	for _, e := range r.External {
+		n += e.Size
+	}
+	return n
 }
 
 // ImagesAffected returns the references named by any finding, sorted, each

@@ -31,6 +31,15 @@ type Options struct {
 	ChecksumFile string
 	// Progress, when set, is told of bytes read.
 	Progress Progress
+	// Volumes are the volumes of a split bundle, in the order r reads them
+	// (tarball.VolumeSet.Readable): findings then say which volume holds
+	// a fault and where in it. VolumeSHA256 are the sums a checksum file
+	// records for them, by volume number; each volume is then hashed on
+	// its own. MissingVolumes are volumes not found: each is a finding (r
+	// ends before the first). See SplitOptions.
+	Volumes        []tarball.Volume
+	VolumeSHA256   map[int]v1.Hash
+	MissingVolumes []tarball.Volume
 	// MaxRatio and MaxLayerSize limit what one layer may decompress to with
 	// Deep (DefaultMaxRatio and DefaultMaxLayerSize when zero).
 	MaxRatio     int64
@@ -58,6 +67,7 @@ func Verify(ctx context.Context, r io.Reader, opts Options) (*Report, error) {
 		byDigest: map[v1.Hash]*blobJob{},
 		files:    map[string][]byte{},
 		reported: map[string]bool{},
+		offsets:  map[string]int64{tarball.IndexFile: 512},
 	}
 	err := v.run(ctx, r)
 	if err != nil {
@@ -82,14 +92,25 @@ type verifier struct {
 	files map[string][]byte
 	// reported keeps findings from being repeated.
 	reported map[string]bool
+	// Where each entry's content starts in the stream, and the reader (for
+	// the offset of a fault that stops the pass).
+	offsets map[string]int64
+	tr      *tarball.Reader
+	// stopOffset is where a fault stopped the pass.
+	stopOffset *int64
+	// volumeSums are the sha256 of each volume read to its end.
+	volumeSums []string
 }
 
 func (v *verifier) run(ctx context.Context, r io.Reader) error {
-	fh := newFileHasher(r, v.opts.Progress, v.opts.FileSHA256.Hex != "")
+	fh := newFileHasher(r, v.opts.Progress, v.opts.FileSHA256.Hex != "", v.volumeEnds())
 	defer func() { v.rep.BytesRead = fh.n }()
-	defer fh.sum() // stops its goroutine on every path
+	defer fh.stop() // stops its goroutine on every path
 	tr := tarball.NewReader(fh)
 	defer tr.Close()
+	v.tr = tr
+	defer v.locate()
+	v.missingVolumes()
 
 	idx, err := tr.Index()
 	v.rep.Compressed = tr.Compressed()
@@ -102,6 +123,7 @@ func (v *verifier) run(ctx context.Context, r io.Reader) error {
 			return err
 		}
 		v.checksumCheck()
+		v.volumeChecks(fh)
 		return nil
 	}
 	v.idx = idx
@@ -120,6 +142,8 @@ func (v *verifier) run(ctx context.Context, r io.Reader) error {
 	v.crossChecks()
 	v.fixedChecks()
 	v.checksumCheck()
+	v.volumeChecks(fh)
+	v.externalList()
 	return nil
 }
 
@@ -144,11 +168,14 @@ func (v *verifier) readEntries(ctx context.Context, tr *tarball.Reader, p *pipel
 		}
 		var ee *tarball.EntryError
 		if errors.As(err, &ee) {
-			v.add(Finding{Code: CodeEntry, Entry: ee.Name, Images: v.imagesOfEntry(ee.Name), Problem: ee.Reason})
+			v.add(Finding{Code: CodeEntry, Entry: ee.Name, Images: v.imagesOfEntry(ee.Name), Problem: ee.Reason, Offset: offsetPtr(tr.Offset())})
 			continue
 		}
 		if err != nil {
 			return v.stop(err)
+		}
+		if _, ok := v.offsets[e.Name]; !ok {
+			v.offsets[e.Name] = e.Offset
 		}
 		switch e.Kind {
 		case tarball.KindDir:
@@ -256,6 +283,10 @@ func (v *verifier) finishFile(fh *fileHasher) error {
 	if _, err := io.CopyBuffer(io.Discard, fh, make([]byte, 256<<10)); err != nil {
 		return fmt.Errorf("reading bundle: %w", err)
 	}
+	if len(fh.ends) > 0 {
+		v.volumeSums = fh.volumeSums()
+		return nil
+	}
 	v.rep.SHA256 = fh.sum()
 	return nil
 }
@@ -263,6 +294,9 @@ func (v *verifier) finishFile(fh *fileHasher) error {
 // fatal records the error that stopped the pass.
 func (v *verifier) fatal(err error) {
 	v.rep.Complete = false
+	if v.tr != nil {
+		v.stopOffset = offsetPtr(v.tr.Offset())
+	}
 	var nb *tarball.NotBundleError
 	var ee *tarball.EntryError
 	var ce *tarball.CorruptError
@@ -270,15 +304,15 @@ func (v *verifier) fatal(err error) {
 	case errors.As(err, &nb):
 		v.add(Finding{Code: CodeNotBundle, Problem: nb.Error()})
 	case errors.As(err, &ee):
-		v.add(Finding{Code: CodeEntry, Entry: ee.Name, Problem: ee.Reason})
+		v.add(Finding{Code: CodeEntry, Entry: ee.Name, Problem: ee.Reason, Offset: v.stopOffset})
 	case errors.As(err, &ce) && errors.Is(err, tarball.ErrTruncated):
-		v.add(Finding{Code: CodeTruncated, Entry: ce.Entry, Images: v.imagesOfEntry(ce.Entry), Problem: ce.Err.Error()})
+		v.add(Finding{Code: CodeTruncated, Entry: ce.Entry, Images: v.imagesOfEntry(ce.Entry), Problem: ce.Err.Error(), Offset: v.stopOffset})
 	case errors.As(err, &ce) && ce.Entry == tarball.IndexFile:
 		v.add(Finding{Code: CodeIndex, Entry: ce.Entry, Problem: ce.Err.Error()})
 	case errors.As(err, &ce):
-		v.add(Finding{Code: CodeArchive, Entry: ce.Entry, Images: v.imagesOfEntry(ce.Entry), Problem: ce.Err.Error()})
+		v.add(Finding{Code: CodeArchive, Entry: ce.Entry, Images: v.imagesOfEntry(ce.Entry), Problem: ce.Err.Error(), Offset: v.stopOffset})
 	default:
-		v.add(Finding{Code: CodeArchive, Problem: err.Error()})
+		v.add(Finding{Code: CodeArchive, Problem: err.Error(), Offset: v.stopOffset})
 	}
 }
 

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bundle-tool/bundle/bundle"
+	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/load"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "inventory",
+		Usage:     "list the blobs the offline side holds, for a delta bundle (create --have)",
+		UsageText: "bundle inventory --from docker://HOST[/PREFIX]|oci:DIR|images.tar [-f images.yaml] -o have.json",
+		Description: `Writes a small JSON file of the blobs a place holds, by digest and size only
+(docs/format.md), to carry back to the online side, where
+'bundle create --have have.json' leaves those layers out of the bundle.
+
+Sources (--from):
+   docker://HOST[/PREFIX]   a registry: every tag of every repository under PREFIX, from the
+                            registry's catalog (or only the repositories of -f images.yaml, as
+                            bundle load names them under PREFIX), each manifest, config and layer
+   oci:DIR                  an OCI image layout: every blob in DIR/blobs/sha256
+   images.tar               a bundle (or its volumes): what its bundle.json lists, carried or
+                            external
+
+Examples:
+   bundle inventory --from docker://registry.local:5000/mirror -o have.json
+   bundle inventory --from oci:/srv/images -o have.json
+   bundle inventory --from docker://registry.local:5000/mirror -f images.yaml -o have.json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from", Usage: "what to list: docker://HOST[/PREFIX], oci:DIR or a bundle file", Required: true},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "inventory file to write, or - for stdout", Value: "-"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "registry: walk only the repositories of this manifest file, not the catalog"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "repositories walked at once", Value: bundle.DefaultJobs()},
+			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
+			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
+		},
+		Action: runInventory,
+	})
+}
+
+func runInventory(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("inventory takes no arguments (got %q); name the source with --from", c.Args().First())
+	}
+	if c.Int("jobs") < 1 {
+		return usagef("--jobs must be at least 1")
+	}
+	opts := bundle.InventoryOptions{
+		From:     c.String("from"),
+		File:     c.String("file"),
+		Insecure: c.StringSlice("insecure"),
+		Jobs:     c.Int("jobs"),
+	}
+	if r := c.Int("retries"); r > 0 {
+		opts.Retry = fetch.DefaultRetryPolicy
+		opts.Retry.Attempts = r
+	}
+	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
+		}
+		opts.Created = time.Unix(sec, 0)
+	}
+	inv, st, err := bundle.TakeInventory(c.Context, opts)
+	if err != nil {
+		return err
+	}
+	data, err := bundle.MarshalInventory(inv)
+	if err != nil {
+		return err
+	}
+	out := c.String("output")
+	if out == "-" {
+		if _, err := c.App.Writer.Write(data); err != nil {
+			return err
+		}
+	} else if err := writeFileAtomic(out, data); err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		what := fmt.Sprintf("%d %s", st.Blobs, plural(st.Blobs, "blob", "blobs"))
+		if st.Repositories > 0 || strings.HasPrefix(opts.From, "docker://") {
+			what += fmt.Sprintf(" in %d %s (%d tags, %d manifests)", st.Repositories, plural(st.Repositories, "repository", "repositories"), st.Tags, st.Manifests)
+		}
+		dest := out
+		if out == "-" {
+			dest = "stdout"
+		}
+		fmt.Fprintf(c.App.ErrWriter, "inventory of %s: %s; written to %s\n", opts.From, what, dest)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path through a temp file beside it.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// deltaLoadError presents load's refusals of a delta bundle: every blob the
+// target lacks on its own line, and a hint. It returns nil for other
+// errors.
+func deltaLoadError(c *cli.Context, err error, input string, quiet, asJSON bool) error {
+	var me *load.MissingExternalError
+	var de *load.DeltaToDaemonError
+	switch {
+	case errors.As(err, &me):
+		if asJSON {
+			_ = writeJSON(c.App.Writer, map[string]any{"input": input, "loaded": 0, "target": me.Target, "missingExternal": me.Blobs})
+		}
+		if !quiet {
+			for _, m := range me.Blobs {
+				fmt.Fprintf(c.App.ErrWriter, "  missing %s (%s) in %s, used by %s\n", m.Digest, humanBytes(m.Size), m.Where, strings.Join(m.Images, ", "))
+			}
+		}
+		return withHint(err, "load the bundle this delta was made against (or a full bundle) into the target first, then this one; 'bundle verify -i "+input+"' lists every blob it expects")
+	case errors.As(err, &de):
+		return withHint(err, "load it into a registry or an OCI layout that holds the earlier bundles (--to docker://HOST[/PREFIX] or --to oci:DIR), or load a full bundle into docker")
+	}
+	return nil
+}
