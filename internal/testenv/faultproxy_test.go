@@ -170,6 +170,7 @@ func TestFaultProxyModes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p.ClearFaults()
+			p.WaitIdle(5 * time.Second) // the previous request may still be recording
 			p.ResetCounts()
 			var rule *FaultRule
 			if tt.fault.Mode != 0 {
@@ -212,6 +213,7 @@ func TestFaultProxyModes(t *testing.T) {
 
 	t.Run("Range is passed on and recorded", func(t *testing.T) {
 		p.ClearFaults()
+		p.WaitIdle(5 * time.Second) // the previous request may still be recording
 		p.ResetCounts()
 		g := get(t, blobURL, map[string]string{"Range": "bytes=100-199"})
 		p.WaitIdle(5 * time.Second)
