@@ -20,8 +20,10 @@ func init() {
 		Name:      "load",
 		Usage:     "verify a bundle file, then load its images into docker, an OCI layout or a registry",
 		UsageText: "bundle load -i images.tar [--to docker|docker://HOST[/PREFIX]|oci:DIR] [options]",
-		Description: `Verifies the whole bundle first (as 'bundle verify' does); a corrupt or incomplete
-bundle loads nothing (exit 3). Then loads the images, keeping every digest: blobs
+		Description: `Verifies the whole bundle first (as 'bundle verify --deep' does: every layer is
+decompressed and its diffID checked, and a decompression bomb refused); a corrupt,
+incomplete or hostile bundle, or a file that is not a bundle (a docker save archive),
+loads nothing (exit 3). Then loads the images, keeping every digest: blobs
 go to the target as the bundle holds them, never re-compressed, and each is hashed
 again as it is sent. What the target already holds is skipped, so a second load
 sends nothing and an interrupted load can simply be run again.
@@ -60,8 +62,10 @@ whole images.
 there, writing nothing. Progress goes to stderr (bars on a terminal); --json prints
 one summary object on stdout.
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 bundle corrupt or incomplete (nothing loaded),
-130 interrupted (run the same command again to finish).
+Exit codes: 0 ok, 1 error (a registry or daemon failed: no tag names an incomplete
+image; run the same command again to finish), 2 usage, 3 bundle corrupt, incomplete,
+hostile or not a bundle file (nothing loaded), 130 interrupted (run the same command
+again to finish). The summary says how many requests were retried.
 
 Examples:
    bundle load -i images.tar
@@ -135,8 +139,11 @@ func runLoad(c *cli.Context) error {
 			hint := "copy the bundle again, from a copy that 'bundle verify' passes, or make it again with 'bundle create'"
 			if len(ce.Report.Findings) == 1 && ce.Report.Findings[0].Code == verify.CodeNotBundle {
 				hint = "bundle load reads files made by 'bundle create'"
-				if strings.Contains(ce.Report.Findings[0].Problem, "docker save") {
+				switch p := ce.Report.Findings[0].Problem; {
+				case strings.Contains(p, "docker save"):
 					hint += "; load a docker save archive with 'docker load -i " + opts.Input + "'"
+				case strings.Contains(p, "OCI image layout"):
+					hint += "; an OCI archive loads with skopeo (skopeo copy oci-archive:" + opts.Input + " …) or ctr"
 				}
 			}
 			return withHint(err, hint)
@@ -209,7 +216,7 @@ func loadSummary(res *bundle.LoadResult) string {
 	if res.BlobsMounted > 0 {
 		s += fmt.Sprintf(", %d mounted", res.BlobsMounted)
 	}
-	return s + fmt.Sprintf(" in %.1fs", res.Seconds)
+	return s + fmt.Sprintf(", %d %s in %.1fs", res.Retries, plural(int(res.Retries), "retry", "retries"), res.Seconds)
 }
 
 // loadUI shows bundle load's progress: a bar for the verify pass and one

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/bundle-tool/bundle/fetch"
@@ -100,6 +101,9 @@ type LoadResult struct {
 	Present int `json:"present,omitempty"`
 	Missing int `json:"missing,omitempty"`
 	load.Stats
+	// Retries counts the requests and uploads that failed and were tried
+	// again (each also reported to LoadProgress.Retry).
+	Retries int64   `json:"retries"`
 	Seconds float64 `json:"seconds"`
 }
 
@@ -152,12 +156,15 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs()
 	}
+	retries := &retryCounter{LoadProgress: opts.Progress}
+	opts.Progress = retries
 	target, err := load.ParseTarget(opts.To, load.Options{
 		Jobs:       opts.Jobs,
 		Insecure:   opts.Insecure,
 		Keychain:   opts.Keychain,
 		Retry:      opts.Retry,
 		DockerHost: opts.DockerHost,
+		Progress:   retries,
 	})
 	if err != nil {
 		return nil, err
@@ -225,8 +232,20 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 	res.Skipped = lr.Count(load.StatusSkipped)
 	res.Present = lr.Count(load.StatusPresent)
 	res.Missing = lr.Count(load.StatusMissing)
+	res.Retries = retries.n.Load()
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// retryCounter counts the retries it passes on.
+type retryCounter struct {
+	LoadProgress
+	n atomic.Int64
+}
+
+func (r *retryCounter) Retry(what string, attempt int, reason string, wait time.Duration) {
+	r.n.Add(1)
+	r.LoadProgress.Retry(what, attempt, reason, wait)
 }
 
 // openVerified verifies the input and opens it for loading.
@@ -289,6 +308,7 @@ func verifyFile(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, n
 		r = w
 	}
 	vo := verifyOptions(set)
+	vo.Deep = true // a decompression bomb must not reach a target
 	vo.Progress = verifyProgress{opts.Progress, set.Size()}
 	rep, err := verify.Verify(ctx, r, vo)
 	fail := func(err error) (*load.Bundle, error) {
@@ -345,16 +365,21 @@ func spool(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name s
 		size = max(vr.Size(), 0)
 		src = vr
 	}
-	counted := &countReader{r: src, fn: func(n int64) { opts.Progress.Verifying(n, size) }}
+	var read atomic.Int64 // compressed bytes read
+	counted := &countReader{r: src, fn: func(n int64) { read.Store(n); opts.Progress.Verifying(n, size) }}
 	br := bufio.NewReaderSize(counted, 256<<10)
 	var r io.Reader = br
-	if load.IsGzip(br) {
+	// Asked once, here: once pgzip reads ahead on its own goroutine, br is
+	// its alone.
+	gzipped := load.IsGzip(br)
+	if gzipped {
 		gz, err := pgzip.NewReader(br)
 		if err != nil {
 			return nil, nil, &CorruptError{Name: name, Report: &verify.Report{Findings: []verify.Finding{{Code: verify.CodeArchive, Problem: "reading the gzip header: " + err.Error()}}}}
 		}
 		defer gz.Close()
-		r = gz
+		// A decompression bomb would fill $TMPDIR: stop it early.
+		r = tarball.GzipGuard(gz, read.Load)
 	}
 	tmp, err := os.CreateTemp(opts.TempDir, "bundle-load-*.tar")
 	if err != nil {
@@ -362,7 +387,7 @@ func spool(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name s
 	}
 	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
 	w := &errWriter{w: bufio.NewWriterSize(tmp, 1<<20)}
-	rep, err := verify.Verify(ctx, io.TeeReader(r, w), verify.Options{})
+	rep, err := verify.Verify(ctx, io.TeeReader(r, w), verify.Options{Deep: true})
 	if err == nil && w.err != nil {
 		err = fmt.Errorf("spooling to %s: %w", tmp.Name(), w.err)
 	}
@@ -376,9 +401,15 @@ func spool(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name s
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
+		if errors.Is(err, tarball.ErrGzipBomb) {
+			rep.Complete, rep.Intact = false, false
+			rep.Findings = append(rep.Findings, verify.Finding{Code: verify.CodeArchive, Problem: strings.TrimPrefix(err.Error(), "reading bundle: ")})
+			opts.Progress.Verified(rep)
+			return nil, nil, &CorruptError{Name: name, Report: rep}
+		}
 		return nil, nil, fmt.Errorf("verifying %s: %w", name, err)
 	}
-	rep.Compressed = rep.Compressed || load.IsGzip(br)
+	rep.Compressed = rep.Compressed || gzipped
 	opts.Progress.Verified(rep)
 	summarize(sum, rep)
 	sum.Spooled = true

@@ -220,6 +220,9 @@ type conn struct {
 }
 
 func (r *Registry) newSession(ctx context.Context, b *Bundle, p Progress, write bool) *session {
+	if p == nil {
+		p = r.opts.Progress
+	}
 	s := &session{r: r, ctx: ctx, p: orNop(p), b: b, write: write, conns: map[string]*conn{}, mountFrom: map[string][]name.Repository{}}
 	s.base = noReplay{fetch.NewRetryTransport(r.opts.Retry, r.insecure, s.p.Retry)}
 	return s
@@ -287,7 +290,11 @@ func (r *Registry) Ping(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("finding credentials for %s: %w", r.host.RegistryStr(), err)
 	}
-	base := fetch.NewRetryTransport(fetch.RetryPolicy{Attempts: 2, Base: r.opts.Retry.Base, Max: r.opts.Retry.Max}, r.insecure, nil)
+	var notify func(string, int, string, time.Duration)
+	if r.opts.Progress != nil {
+		notify = r.opts.Progress.Retry
+	}
+	base := fetch.NewRetryTransport(fetch.RetryPolicy{Attempts: 2, Base: r.opts.Retry.Base, Max: r.opts.Retry.Max}, r.insecure, notify)
 	if _, err := transport.NewWithContext(ctx, r.host, auth, base, nil); err != nil {
 		return fmt.Errorf("connecting to %s: %w", r.host.RegistryStr(), describe(err))
 	}
@@ -482,6 +489,16 @@ func (r *Registry) Load(ctx context.Context, b *Bundle, images []Image, p Progre
 	}
 	p.Planned(len(todo), nblobs, planBytes)
 
+	// The images each blob is part of, to name them in an error.
+	users := map[v1.Hash][]string{}
+	for _, ri := range todo {
+		for _, d := range ri.Blobs() {
+			if !slices.Contains(users[d], ri.Ref) {
+				users[d] = append(users[d], ri.Ref)
+			}
+		}
+	}
+
 	// 1. Blobs, each digest on one worker: its repositories in turn, the
 	// first receiving the bytes, the others mounting from it.
 	g, gctx := errgroup.WithContext(ctx)
@@ -491,7 +508,7 @@ func (r *Registry) Load(ctx context.Context, b *Bundle, images []Image, p Progre
 		if len(repos) == 0 {
 			continue
 		}
-		g.Go(func() error { return s.pushBlob(gctx, d, repos) })
+		g.Go(func() error { return imageError(users[d], s.pushBlob(gctx, d, repos)) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -499,40 +516,43 @@ func (r *Registry) Load(ctx context.Context, b *Bundle, images []Image, p Progre
 
 	// 2. Platform manifests, 3. indexes: each after its children.
 	type put struct {
-		ref  name.Reference
-		d    v1.Hash
-		mt   types.MediaType
-		size int64
+		ref    name.Reference
+		d      v1.Hash
+		mt     types.MediaType
+		images []string // the images it is part of
 	}
-	var mans, idxs []put
-	seenPut := map[string]bool{}
+	var mans, idxs []*put
+	seenPut := map[string]*put{}
+	add := func(list *[]*put, ref name.Reference, d v1.Hash, mt types.MediaType, image string) {
+		pt := seenPut[ref.String()]
+		if pt == nil {
+			pt = &put{ref: ref, d: d, mt: mt}
+			seenPut[ref.String()] = pt
+			*list = append(*list, pt)
+		}
+		if !slices.Contains(pt.images, image) {
+			pt.images = append(pt.images, image)
+		}
+	}
 	for _, ri := range todo {
 		repo := ri.ref.Context()
 		for _, m := range ri.Manifests {
-			ref := repo.Digest(m.Digest.String())
-			if !seenPut[ref.String()] {
-				seenPut[ref.String()] = true
-				mans = append(mans, put{ref, m.Digest, orMT(m.MediaType, b, m.Digest), m.Size})
-			}
+			add(&mans, repo.Digest(m.Digest.String()), m.Digest, orMT(m.MediaType, b, m.Digest), ri.Ref)
 		}
 		if ri.MediaType.IsIndex() && ri.Complete {
-			ref := repo.Digest(ri.Digest.String())
-			if !seenPut[ref.String()] {
-				seenPut[ref.String()] = true
-				idxs = append(idxs, put{ref, ri.Digest, ri.MediaType, ri.Size})
-			}
+			add(&idxs, repo.Digest(ri.Digest.String()), ri.Digest, ri.MediaType, ri.Ref)
 		}
 	}
-	for _, batch := range [][]put{mans, idxs} {
+	for _, batch := range [][]*put{mans, idxs} {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(r.opts.Jobs)
 		for _, pt := range batch {
 			g.Go(func() error {
 				have, err := s.headManifest(gctx, pt.ref)
 				if err != nil || have == pt.d {
-					return err
+					return imageError(pt.images, err)
 				}
-				return s.putManifest(gctx, pt.ref, pt.d, pt.mt)
+				return imageError(pt.images, s.putManifest(gctx, pt.ref, pt.d, pt.mt))
 			})
 		}
 		if err := g.Wait(); err != nil {
@@ -568,6 +588,21 @@ func (r *Registry) Load(ctx context.Context, b *Bundle, images []Image, p Progre
 	res.ManifestsSent = int(s.manifestsSent.Load())
 	res.BytesSent = s.bytesSent.Load()
 	return res, nil
+}
+
+// imageError says which images (as the bundle names them) a failed blob
+// or manifest is part of. It returns nil for a nil err, and err itself when
+// the run was cancelled (a sibling failed first: its error is the one
+// reported).
+func imageError(images []string, err error) error {
+	if err == nil || len(images) == 0 || errors.Is(err, context.Canceled) {
+		return err
+	}
+	what := "image "
+	if len(images) > 1 {
+		what = "images "
+	}
+	return fmt.Errorf("%s%s: %w", what, strings.Join(images, ", "), err)
 }
 
 func orMT(mt types.MediaType, b *Bundle, d v1.Hash) types.MediaType {
@@ -707,10 +742,18 @@ func retryable(err error) bool {
 	return true // network errors and broken bodies
 }
 
-// describe turns go-containerregistry's transport errors into one line.
+// describe turns go-containerregistry's transport errors, and the
+// net/http errors of requests that got no answer, into one line: the
+// method, the URL without its query (an upload URL's query is a long
+// opaque state token), and what went wrong.
 func describe(err error) error {
 	var te *transport.Error
 	if !errors.As(err, &te) {
+		var ue *url.Error
+		if errors.As(err, &ue) && ue.Err != nil {
+			u, _, _ := strings.Cut(ue.URL, "?")
+			return &registryError{msg: strings.ToUpper(ue.Op) + " " + u + ": " + ue.Err.Error(), err: err}
+		}
 		return err
 	}
 	var parts []string
@@ -739,7 +782,7 @@ func describe(err error) error {
 
 type registryError struct {
 	msg string
-	err *transport.Error
+	err error // a *transport.Error or a *url.Error
 }
 
 func (e *registryError) Error() string { return e.msg }

@@ -154,6 +154,9 @@ type Options struct {
 	// DockerHost is the daemon's address; "" means $DOCKER_HOST, else
 	// unix:///var/run/docker.sock.
 	DockerHost string
+	// Progress, when set, is told of the retries of requests made outside
+	// Load (Ping, Check), so that every retry of a run is reported.
+	Progress Progress
 }
 
 // ParseTarget makes the target that spec names:

@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/pgzip"
@@ -29,6 +30,48 @@ const RepositoriesFile = "repositories"
 // ErrTruncated is wrapped by the errors of a Reader when the bundle ends
 // before the tar archive does.
 var ErrTruncated = errors.New("the bundle is truncated")
+
+// Limits on what a gzip-compressed bundle may decompress to. A bundle is
+// mostly compressed layers (create --gzip gains about nothing on them);
+// one that expands to more than MaxGzipRatio times the compressed bytes
+// read, past GzipAllowance, is taken for a decompression bomb.
+const (
+	MaxGzipRatio  = 100
+	GzipAllowance = 64 << 20
+)
+
+// ErrGzipBomb is wrapped by the error of a reader that GzipGuard stopped.
+var ErrGzipBomb = errors.New("likely a decompression bomb")
+
+// GzipGuard returns a reader of dec, the decompressed stream, that fails
+// with an error wrapping ErrGzipBomb once it has given more than
+// GzipAllowance bytes and more than MaxGzipRatio times in(), the number of
+// compressed bytes read so far.
+func GzipGuard(dec io.Reader, in func() int64) io.Reader {
+	return &gzipGuard{r: dec, in: in}
+}
+
+type gzipGuard struct {
+	r    io.Reader
+	in   func() int64
+	out  int64
+	bomb error // once stopped, stopped for good
+}
+
+func (g *gzipGuard) Read(p []byte) (int, error) {
+	if g.bomb != nil {
+		return 0, g.bomb
+	}
+	n, err := g.r.Read(p)
+	g.out += int64(n)
+	if g.out > GzipAllowance {
+		if c := g.in(); g.out > c*MaxGzipRatio {
+			g.bomb = fmt.Errorf("the gzip stream of the bundle decompressed to %d bytes from %d, over %d times: %w", g.out, c, MaxGzipRatio, ErrGzipBomb)
+			return n, g.bomb
+		}
+	}
+	return n, err
+}
 
 // NotBundleError is returned when the input is not a bundle file at all,
 // such as a docker save archive or an OCI image layout archive without
@@ -223,7 +266,8 @@ func (r *Reader) start() error {
 			}
 			return &CorruptError{Err: fmt.Errorf("reading the gzip header of the bundle: %w", err)}
 		}
-		r.gz, r.gzipped, stream = gz, true, gz
+		r.gz, r.gzipped = gz, true
+		stream = GzipGuard(gz, r.src.count)
 	}
 	r.tail = &tailReader{r: stream}
 	r.tr = tar.NewReader(r.tail)
@@ -390,6 +434,7 @@ func (r *Reader) classifyErr(entry string, err error) error {
 	}
 	var flateErr flate.CorruptInputError
 	switch {
+	case errors.Is(err, ErrGzipBomb):
 	case errors.Is(err, pgzip.ErrChecksum) || errors.Is(err, pgzip.ErrHeader) || errors.As(err, &flateErr):
 		err = fmt.Errorf("the gzip compression of the bundle is damaged: %w", err)
 	case errors.Is(err, io.ErrUnexpectedEOF) && entry == "":
@@ -539,7 +584,11 @@ type sourceReader struct {
 	r   io.Reader
 	mu  sync.Mutex // the gzip reader reads ahead on its own goroutine
 	err error
+	n   atomic.Int64 // bytes read
 }
+
+// count is how many bytes have been read.
+func (s *sourceReader) count() int64 { return s.n.Load() }
 
 // failed returns the first error of the underlying reader, or nil.
 func (s *sourceReader) failed() error {
@@ -550,6 +599,7 @@ func (s *sourceReader) failed() error {
 
 func (s *sourceReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
+	s.n.Add(int64(n))
 	if err != nil && err != io.EOF {
 		s.mu.Lock()
 		if s.err == nil {

@@ -22,6 +22,9 @@ func parse(j *blobJob, data []byte) {
 			RootFS *struct {
 				DiffIDs []v1.Hash `json:"diff_ids"`
 			} `json:"rootfs"`
+			OS           string `json:"os"`
+			Architecture string `json:"architecture"`
+			Variant      string `json:"variant"`
 		}
 		if err := json.Unmarshal(data, &cf); err != nil {
 			j.res.parseErr = err
@@ -32,6 +35,7 @@ func parse(j *blobJob, data []byte) {
 			return
 		}
 		j.res.diffIDs = cf.RootFS.DiffIDs
+		j.res.platform = v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	case roleManifest:
 		var m v1.Manifest
 		if err := json.Unmarshal(data, &m); err != nil {
@@ -287,6 +291,7 @@ func (v *verifier) checkManifest(j *blobJob) {
 	if cj == nil || !cj.res.complete || cj.role != roleConfig || cj.res.tooBig || cj.res.parseErr != nil {
 		return
 	}
+	v.checkPlatform(j, cj)
 	ids := cj.res.diffIDs
 	// Only filesystem layers have diff_ids: an attestation manifest's
 	// in-toto layers are not checked against its config.
@@ -312,6 +317,37 @@ func (v *verifier) checkManifest(j *blobJob) {
 			v.add(Finding{Code: CodeDiffID, Entry: name, Images: v.imagesOf(l),
 				Problem: fmt.Sprintf("sha256 of the uncompressed layer is not diff_id %d of config %s", i, m.Config.Digest),
 				Got:     lj.res.diffID.String(), Want: ids[i].String()})
+		}
+	}
+}
+
+// checkPlatform checks the platform bundle.json gives a single-platform
+// image (create takes it from the config) against its config: a load with
+// --platform, and docker, go by bundle.json's. An index's manifests are
+// checked against the index instead (checkIndex).
+func (v *verifier) checkPlatform(j, cj *blobJob) {
+	cp := cj.res.platform
+	if cp.OS == "" || cp.Architecture == "" {
+		return
+	}
+	for _, im := range v.idx.Images {
+		if im.MediaType.IsIndex() || im.Digest != j.digest {
+			continue
+		}
+		for _, pm := range im.Manifests {
+			if pm.Digest != j.digest || pm.Platform == "" {
+				continue
+			}
+			p, err := v1.ParsePlatform(pm.Platform)
+			if err != nil {
+				v.add(Finding{Code: CodeIndex, Entry: tarball.IndexFile, Images: []string{im.Ref}, Problem: fmt.Sprintf("platform %q does not parse: %v", pm.Platform, err)})
+				continue
+			}
+			if p.OS != cp.OS || p.Architecture != cp.Architecture || (p.Variant != "" && cp.Variant != "" && p.Variant != cp.Variant) {
+				v.add(Finding{Code: CodeMismatch, Entry: cj.name, Images: []string{im.Ref},
+					Problem: fmt.Sprintf("the config's platform is not the one bundle.json gives manifest %s", j.digest),
+					Got:     cp.String(), Want: pm.Platform})
+			}
 		}
 	}
 }

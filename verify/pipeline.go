@@ -71,7 +71,8 @@ type blobResult struct {
 	parseErr error
 	manifest *v1.Manifest
 	index    *v1.IndexManifest
-	diffIDs  []v1.Hash // a config's rootfs.diff_ids
+	diffIDs  []v1.Hash   // a config's rootfs.diff_ids
+	platform v1.Platform // a config's os, architecture and variant
 	// For layers with Deep: the diffID, or why there is none.
 	diffID   v1.Hash
 	deepProb string
