@@ -33,20 +33,30 @@ const containerdSnapshotter = "io.containerd.snapshotter.v1"
 // DOCKER_HOST (unix:// or tcp://; DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
 // as the docker CLI reads them).
 //
-// It sends POST /images/load a tar in the bundle's own format that holds
-// only the images to load, made from the bundle's original blobs (nothing
-// is re-encoded): manifest.json for the classic image store, which loads the
-// platform manifest.json names (Image.Primary); index.json and every
-// selected platform for the containerd image store, which keeps the
-// registry's digests. An image the daemon already has under its tag with
-// the expected image ID (the config digest of Primary; for the containerd
+// It loads with POST /images/load, as docker load does, only the images
+// the daemon lacks: an image the daemon already has under its tag with the
+// expected image ID (the config digest of Primary; for the containerd
 // store, the digest of the index or manifest) is skipped. Every loaded tag
 // is checked afterwards; an error message in the daemon's answer is an
 // error.
+//
+// A daemon with the containerd image store gets one tar in the bundle's
+// own format made from the bundle's original blobs (nothing re-encoded),
+// with index.json and every selected platform, so that it keeps the
+// registry's digests. A daemon with the classic image store (a graphdriver)
+// gets the platform that manifest.json names (Image.Primary), with its gzip
+// layers decompressed by the load and the images spread over a few
+// parallel streams (daemon_classic.go): the image IDs are the same, and the
+// daemon, which would decompress each layer on one core, does less.
 type Daemon struct {
-	host   string
-	base   string // URL prefix: http://docker or https://host:port
-	client *http.Client
+	host    string
+	base    string // URL prefix: http://docker or https://host:port
+	client  *http.Client
+	streams int  // parallel POST /images/load streams (classic store)
+	local   bool // on this machine: a unix socket or loopback
+	// inflate: send gzip layers decompressed to a classic store (see
+	// decompressLayers).
+	inflate bool
 }
 
 // NewDaemon makes a daemon target. It does not connect.
@@ -58,7 +68,9 @@ func NewDaemon(opts Options) (*Daemon, error) {
 	if host == "" {
 		host = DefaultDockerHost
 	}
-	d := &Daemon{host: host}
+	// Two jobs per stream: each stream keeps the daemon and one
+	// decompressor busy.
+	d := &Daemon{host: host, streams: min(max(opts.Jobs/2, 1), maxDaemonStreams)}
 	tr := &http.Transport{
 		Proxy:                 nil,
 		MaxIdleConns:          4,
@@ -80,6 +92,7 @@ func NewDaemon(opts Options) (*Daemon, error) {
 			return dialer.DialContext(ctx, "unix", sock)
 		}
 		d.base = "http://docker"
+		d.local = true
 	case "tcp", "http", "https":
 		if u.Host == "" {
 			return nil, &SpecError{Spec: "DOCKER_HOST=" + host, Reason: "no host:port"}
@@ -95,11 +108,23 @@ func NewDaemon(opts Options) (*Daemon, error) {
 			scheme = "https"
 		}
 		d.base = scheme + "://" + u.Host
+		d.local = isLoopback(u.Hostname())
 	default:
 		return nil, &SpecError{Spec: "DOCKER_HOST=" + host, Reason: "bundle load talks to unix:// and tcp:// daemons only"}
 	}
 	d.client = &http.Client{Transport: tr}
+	d.inflate = decompressLayers(d.local, d.streams)
 	return d, nil
+}
+
+// isLoopback reports whether host names this machine's loopback
+// interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // dockerTLS reads the client certificates the docker CLI would use.
@@ -304,7 +329,7 @@ func (d *Daemon) Check(ctx context.Context, b *Bundle, images []Image) (*Result,
 				if !counted[h] {
 					counted[h] = true
 					res.BlobsSent++
-					res.BytesSent += blobSize(b, h)
+					res.BytesSent += d.sendSize(b, h, cs)
 				}
 			}
 		}
@@ -330,7 +355,7 @@ func (d *Daemon) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 	}
 	cs := info.containerdStore()
 	res := &Result{Target: d.String(), Images: make([]ImageResult, len(images))}
-	var todo []Image
+	var todo, skipped []Image
 	for i, im := range images {
 		r := d.result(im, cs)
 		id, ok, err := d.present(ctx, im, cs)
@@ -341,6 +366,7 @@ func (d *Daemon) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 			r.Status = StatusSkipped
 			r.Digest, _ = v1.NewHash(id)
 			p.Done(r)
+			skipped = append(skipped, im)
 		} else {
 			r.Replaces = id
 			todo = append(todo, im)
@@ -350,14 +376,50 @@ func (d *Daemon) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 	if len(todo) == 0 {
 		return res, nil
 	}
-
-	sub, err := d.subIndex(b, todo, cs)
-	if err != nil {
+	if cs {
+		if err := d.loadOriginal(ctx, b, todo, p, res); err != nil {
+			return nil, err
+		}
+	} else if err := d.loadClassic(ctx, b, todo, skipped, p, res); err != nil {
 		return nil, err
+	}
+
+	// Check every image the daemon says it loaded.
+	for i, im := range images {
+		r := &res.Images[i]
+		if r.Status == StatusSkipped {
+			continue
+		}
+		id, ok, err := d.present(ctx, im, cs)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			got := id
+			if got == "" {
+				got = "no image"
+			}
+			return nil, fmt.Errorf("docker daemon: after the load, %s is %s, want image ID %s",
+				dockerName(im), got, strings.Join(expectedIDs(im, cs), " or "))
+		}
+		r.Digest, _ = v1.NewHash(id)
+		r.Status = StatusLoaded
+		p.Done(*r)
+	}
+	return res, nil
+}
+
+// loadOriginal sends todo in one POST /images/load as a tar in the
+// bundle's format made from the original blobs (the containerd image
+// store, which keeps them and so the registry's digests).
+func (d *Daemon) loadOriginal(ctx context.Context, b *Bundle, todo []Image, p Progress, res *Result) error {
+	sub, err := d.subIndex(b, todo, true)
+	if err != nil {
+		return err
 	}
 	layout, err := tarball.NewLayout(sub, "")
 	if err != nil {
-		return nil, fmt.Errorf("making the tar for the daemon: %w", err)
+		return fmt.Errorf("making the tar for the daemon: %w", err)
 	}
 	var total int64
 	for _, h := range layout.Blobs {
@@ -382,42 +444,19 @@ func (d *Daemon) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
-	loaded, loadErr := d.postLoad(ctx, pr)
+	_, loadErr := d.postLoad(ctx, pr)
 	pr.CloseWithError(errors.New("the daemon stopped reading"))
 	werr := <-writeErr
 	var ce *ChangedError
 	switch {
 	case errors.As(werr, &ce):
-		return nil, werr
+		return werr
 	case loadErr != nil:
-		return nil, loadErr
+		return loadErr
 	case werr != nil:
-		return nil, fmt.Errorf("sending images to the docker daemon: %w", werr)
+		return fmt.Errorf("sending images to the docker daemon: %w", werr)
 	}
-
-	// Check every image the daemon says it loaded.
-	for i, im := range images {
-		r := &res.Images[i]
-		if r.Status == StatusSkipped {
-			continue
-		}
-		id, ok, err := d.present(ctx, im, cs)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			got := id
-			if got == "" {
-				got = "no image"
-			}
-			return nil, fmt.Errorf("docker daemon: after the load, %s is %s, want image ID %s (the daemon reported: %s)",
-				dockerName(im), got, strings.Join(expectedIDs(im, cs), " or "), strings.Join(loaded, "; "))
-		}
-		r.Digest, _ = v1.NewHash(id)
-		r.Status = StatusLoaded
-		p.Done(*r)
-	}
-	return res, nil
+	return nil
 }
 
 // subIndex is the bundle.json of the tar sent to the daemon: the images to

@@ -2,7 +2,12 @@ package load
 
 import (
 	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,19 +26,45 @@ import (
 
 // fakeEngine answers the Engine API calls a load makes, like a daemon with
 // the classic image store (image ID = config digest, names from
-// manifest.json) or the containerd image store (image ID = the digest
-// index.json names, names from its annotations).
+// manifest.json or POST /images/{id}/tag) or the containerd image store
+// (image ID = the digest index.json names, names from its annotations).
+//
+// The classic store does what docker load does: it reads the whole tar
+// first (a tar that breaks off loads nothing), then for each manifest.json
+// entry and each layer whose chain ID it lacks, reads the layer file
+// (gunzipping it when it is gzip) and checks it against the config's
+// diff_ids.
 type fakeEngine struct {
 	containerd bool
 	fail       string // an errorDetail message POST /images/load answers with
 
-	mu     sync.Mutex
-	images map[string]string // name → image ID
-	loads  int
-	sent   map[string]bool // entries of the last tar
+	mu         sync.Mutex
+	images     map[string]string // name → image ID
+	chains     map[v1.Hash]bool  // the classic store's layer store
+	loads      int               // POST /images/load requests
+	failed     int               // … that broke off or failed
+	tags       int               // POST /images/{id}/tag requests
+	sent       map[string]bool   // entries of every tar
+	sentCount  map[string]int    // how many tars carried each entry
+	layerFiles map[string]int    // layer files read, by entry name
+	gzipLayers int               // of those, gzip-compressed
 }
 
 func (f *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/images/load" && r.Method == http.MethodPost {
+		// Read the tar before taking the lock, as parallel loads do.
+		files, err := readTar(r.Body)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.loads++
+		if err != nil {
+			f.failed++
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		f.load(w, files)
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
@@ -61,64 +92,172 @@ func (f *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		json.NewEncoder(w).Encode(map[string]string{"Id": id})
-	case r.URL.Path == "/images/load" && r.Method == http.MethodPost:
-		f.loads++
-		f.sent = map[string]bool{}
-		var manifest []tarball.DockerManifestEntry
-		var index v1.IndexManifest
-		tr := tar.NewReader(r.Body)
-		for {
-			h, err := tr.Next()
-			if err != nil {
-				break
-			}
-			f.sent[h.Name] = true
-			switch h.Name {
-			case tarball.DockerManifest:
-				json.NewDecoder(tr).Decode(&manifest)
-			case tarball.OCIIndexFile:
-				json.NewDecoder(tr).Decode(&index)
-			}
-		}
-		io.Copy(io.Discard, r.Body)
-		enc := json.NewEncoder(w)
-		if f.fail != "" {
-			enc.Encode(map[string]any{"errorDetail": map[string]string{"message": f.fail}, "error": f.fail})
+	case strings.HasPrefix(r.URL.Path, "/images/") && strings.HasSuffix(r.URL.Path, "/tag") && r.Method == http.MethodPost:
+		f.tags++
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/images/"), "/tag")
+		if _, ok := f.images[id]; !ok {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"message":"No such image: %s"}`, id)
 			return
 		}
-		if f.containerd {
-			for _, d := range index.Manifests {
-				ref, _ := manifests.ParseReference(d.Annotations[tarball.AnnotationRefName])
-				n := manifests.FamiliarName(ref)
-				if _, isDigest := ref.(interface{ DigestStr() string }); isDigest {
-					n = manifests.FullName(ref)
-				}
-				f.images[n] = d.Digest.String()
-				enc.Encode(map[string]string{"stream": "Loaded image: " + n + "\n"})
-			}
-			return
-		}
-		for _, e := range manifest {
-			id := "sha256:" + strings.TrimPrefix(e.Config, tarball.BlobsSHA256Dir)
-			f.images[id] = id
-			for _, tag := range e.RepoTags {
-				f.images[tag] = id
-				enc.Encode(map[string]string{"stream": "Loaded image: " + tag + "\n"})
-			}
-			if len(e.RepoTags) == 0 {
-				enc.Encode(map[string]string{"stream": "Loaded image ID: " + id + "\n"})
-			}
-		}
+		f.images[r.URL.Query().Get("repo")+":"+r.URL.Query().Get("tag")] = id
+		w.WriteHeader(http.StatusCreated)
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
 }
 
+// tarFile is an entry of a tar sent to the fake: its content when small,
+// and the sha256 of what it decompresses to (of itself if not gzip).
+type tarFile struct {
+	data   []byte
+	gzip   bool
+	diffID v1.Hash
+}
+
+func readTar(r io.Reader) (map[string]tarFile, error) {
+	files := map[string]tarFile{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Typeflag == tar.TypeDir {
+			continue
+		}
+		br := bufio.NewReader(tr)
+		var tf tarFile
+		var src io.Reader = br
+		if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				return nil, err
+			}
+			tf.gzip, src = true, zr
+		}
+		var keep bytes.Buffer
+		sum := sha256.New()
+		if _, err := io.Copy(io.MultiWriter(sum, &limitedBuffer{&keep, 1 << 20}), src); err != nil {
+			return nil, err
+		}
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			return nil, err
+		}
+		tf.data = keep.Bytes()
+		tf.diffID = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum.Sum(nil))}
+		files[h.Name] = tf
+	}
+}
+
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if l.b.Len() < l.n {
+		l.b.Write(p[:min(len(p), l.n-l.b.Len())])
+	}
+	return len(p), nil
+}
+
+// load loads the images of a tar read whole.
+func (f *fakeEngine) load(w http.ResponseWriter, files map[string]tarFile) {
+	for n := range files {
+		f.sent[n] = true
+		f.sentCount[n]++
+	}
+	enc := json.NewEncoder(w)
+	if f.fail != "" {
+		enc.Encode(map[string]any{"errorDetail": map[string]string{"message": f.fail}, "error": f.fail})
+		return
+	}
+	if f.containerd {
+		var index v1.IndexManifest
+		json.Unmarshal(files[tarball.OCIIndexFile].data, &index)
+		for _, d := range index.Manifests {
+			ref, _ := manifests.ParseReference(d.Annotations[tarball.AnnotationRefName])
+			n := manifests.FamiliarName(ref)
+			if _, isDigest := ref.(interface{ DigestStr() string }); isDigest {
+				n = manifests.FullName(ref)
+			}
+			f.images[n] = d.Digest.String()
+			enc.Encode(map[string]string{"stream": "Loaded image: " + n + "\n"})
+		}
+		return
+	}
+	var manifest []tarball.DockerManifestEntry
+	if err := json.Unmarshal(files[tarball.DockerManifest].data, &manifest); err != nil {
+		enc.Encode(map[string]any{"errorDetail": map[string]string{"message": "manifest.json: " + err.Error()}})
+		return
+	}
+	for _, e := range manifest {
+		var cf v1.ConfigFile
+		if err := json.Unmarshal(files[e.Config].data, &cf); err != nil {
+			enc.Encode(map[string]any{"errorDetail": map[string]string{"message": e.Config + ": " + err.Error()}})
+			return
+		}
+		var chain v1.Hash
+		for i, d := range cf.RootFS.DiffIDs {
+			if i == 0 {
+				chain = d
+			} else {
+				sum := sha256.Sum256([]byte(chain.String() + " " + d.String()))
+				chain = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+			}
+			if f.chains[chain] {
+				continue
+			}
+			lf, ok := files[e.Layers[i]]
+			if !ok {
+				enc.Encode(map[string]any{"errorDetail": map[string]string{"message": "open " + e.Layers[i] + ": no such file or directory"}})
+				return
+			}
+			f.layerFiles[e.Layers[i]]++
+			if lf.gzip {
+				f.gzipLayers++
+			}
+			if lf.diffID != d {
+				enc.Encode(map[string]any{"errorDetail": map[string]string{"message": fmt.Sprintf("invalid diffID for layer %d: expected %q, got %q", i, d, lf.diffID)}})
+				return
+			}
+			f.chains[chain] = true
+		}
+		id := "sha256:" + strings.TrimPrefix(e.Config, tarball.BlobsSHA256Dir)
+		f.images[id] = id
+		for _, tag := range e.RepoTags {
+			f.images[tag] = id
+			enc.Encode(map[string]string{"stream": "Loaded image: " + tag + "\n"})
+		}
+		if len(e.RepoTags) == 0 {
+			enc.Encode(map[string]string{"stream": "Loaded image ID: " + id + "\n"})
+		}
+	}
+}
+
 func fakeDaemon(t *testing.T, f *fakeEngine) *Daemon {
+	return fakeDaemonJobs(t, f, 0)
+}
+
+// fakeDaemonJobs is fakeDaemon with Options.Jobs set (streams = jobs/2).
+func fakeDaemonJobs(t *testing.T, f *fakeEngine, jobs int) *Daemon {
+	return fakeDaemonHandler(t, f, f, jobs)
+}
+
+// fakeDaemonHandler serves h, which wraps f.
+func fakeDaemonHandler(t *testing.T, h http.Handler, f *fakeEngine, jobs int) *Daemon {
 	f.images = map[string]string{}
-	s := httptest.NewServer(f)
+	f.chains = map[v1.Hash]bool{}
+	f.sent = map[string]bool{}
+	f.sentCount = map[string]int{}
+	f.layerFiles = map[string]int{}
+	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
-	d, err := NewDaemon(Options{DockerHost: "tcp://" + strings.TrimPrefix(s.URL, "http://")})
+	d, err := NewDaemon(Options{DockerHost: "tcp://" + strings.TrimPrefix(s.URL, "http://"), Jobs: jobs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,15 +289,20 @@ func TestDaemonStores(t *testing.T) {
 			// containerd store gets every platform the bundle carries.
 			multi := sel[3]
 			arm := multi.Manifests[1]
+			f.mu.Lock()
 			if got := f.sent[tarball.BlobPath(arm.Config)]; got != containerd {
 				t.Errorf("the arm64 config was sent: %v, want %v", got, containerd)
 			}
+			loads := f.loads
+			f.mu.Unlock()
 			again, err := d.Load(context.Background(), b, sel, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if again.Count(StatusSkipped) != len(sel) || f.loads != 1 {
-				t.Errorf("second load: %d skipped, %d POSTs; want %d and 1", again.Count(StatusSkipped), f.loads, len(sel))
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if again.Count(StatusSkipped) != len(sel) || f.loads != loads {
+				t.Errorf("second load: %d skipped, %d POSTs; want %d and none", again.Count(StatusSkipped), f.loads-loads, len(sel))
 			}
 		})
 	}

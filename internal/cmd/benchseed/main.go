@@ -1,8 +1,13 @@
 // Command benchseed pushes a benchmark image set to a registry and prints
 // one reference per line: images sharing a base layer, one with many
-// layers, a multi-arch index, and many tiny images. Layer bytes are
-// seeded random data (incompressible, like real compressed layers), so
-// the set is the same on every run.
+// layers, a multi-arch index, and many tiny images.
+//
+// Layers are gzip tars of many files whose bytes compress about 2.8:1 with
+// gzip's default level and decompress at the speed real layers do (short
+// back-references mixed with literals, like binaries and text), so that
+// decompressing costs what it costs on real images (bundle verify --deep,
+// docker load). Everything comes from a seeded generator, so the set, and
+// every digest, is the same on every run.
 package main
 
 import (
@@ -42,25 +47,67 @@ func main() {
 
 var seq uint64
 
+// ratio is about how many times a layer's files are larger than the gzip
+// stream: layers are made to a compressed size from it.
+const ratio = 2.8
+
+// content fills buf with compressible bytes: runs of literals from a skewed
+// alphabet and copies of earlier bytes (up to 32 KiB back, 4 to 43 long),
+// which is what deflate sees in real files.
+func content(rng *rand.Rand, buf []byte) {
+	i := 0
+	for i < len(buf) {
+		if i < 64 || rng.IntN(100) < 66 {
+			for k := 1 + rng.IntN(8); k > 0 && i < len(buf); k-- {
+				buf[i] = byte(rng.IntN(64)) * byte(rng.IntN(4)+1)
+				i++
+			}
+			continue
+		}
+		src := i - 1 - rng.IntN(min(i, 32<<10))
+		for k := 4 + rng.IntN(40); k > 0 && i < len(buf); k-- {
+			buf[i] = buf[src]
+			i++
+			src++
+		}
+	}
+}
+
+// layer makes a gzip layer of about size compressed bytes: a tar of files
+// of 1 KiB to 1 MiB under a directory of its own. Only the compressed
+// bytes are kept in memory.
 func layer(size int) (v1.Layer, error) {
 	seq++
 	rng := rand.New(rand.NewPCG(seq, 42))
-	data := make([]byte, size)
-	for i := 0; i+8 <= len(data); i += 8 {
-		v := rng.Uint64()
-		for j := range 8 {
-			data[i+j] = byte(v >> (8 * j))
-		}
-	}
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data-%d", seq), Mode: 0o644, Size: int64(size), Typeflag: tar.TypeReg})
-	tw.Write(data)
-	tw.Close()
 	var gz bytes.Buffer
-	zw, _ := pgzip.NewWriterLevel(&gz, pgzip.BestSpeed)
-	zw.Write(tb.Bytes())
-	zw.Close()
+	zw, err := pgzip.NewWriterLevel(&gz, pgzip.DefaultCompression)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(zw)
+	dir := fmt.Sprintf("layer-%03d/", seq)
+	if err := tw.WriteHeader(&tar.Header{Name: dir, Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1<<20)
+	want := int64(float64(size) * ratio)
+	for n, i := int64(0), 0; n < want; i++ {
+		f := buf[:min(int64(1<<10+rng.IntN(1<<20-1<<10)), max(want-n, 1))]
+		content(rng, f)
+		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("%sf%05d", dir, i), Mode: 0o644, Size: int64(len(f)), Typeflag: tar.TypeReg}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f); err != nil {
+			return nil, err
+		}
+		n += int64(len(f))
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
 	b := gz.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, tarball.WithMediaType(types.DockerLayer))
 }
