@@ -416,16 +416,21 @@ if [[ $smoke -eq 0 ]]; then
 		echo "How the cases run (see scripts/bench.sh):"
 		echo "- create: a fresh cache and output each cold run; crane pulls the same references for linux/amd64 into one tarball."
 		echo "- verify --deep vs gzip: the layers are extracted from the bundle once, untimed; the peer runs"
-		echo "  \\`gzip -dc LAYER | sha256sum\\` for each, one after the other, from the page cache (verify also hashes"
+		echo '  `gzip -dc LAYER | sha256sum` for each, one after the other, from the page cache (verify also hashes'
 		echo "  the file and every compressed blob, and checks each diffID against its config)."
 		echo "- registry: each first load into a fresh, empty registry; skopeo copies one oci-archive per image and"
 		echo "  crane pushes one OCI layout per image, both made beforehand (untimed). skopeo's OCI transport keeps"
 		echo "  OCI media types only, so it converts these Docker-media-type images (new digests); crane and bundle"
 		echo "  keep the registry's digests."
 		echo "- docker: the daemon emptied (docker rmi of every image) before each first load; the same bundle file"
-		echo "  for both tools. bundle picks by itself whether to send layers decompressed (only with two cores per"
-		echo "  /images/load stream: not here); the \"decompressed\" row forces it (BUNDLE_DOCKER_DECOMPRESS=1)."
+		echo "  for both tools. bundle sends layers decompressed by itself only with two cores per /images/load"
+		echo "  stream ($(nproc) cores here); the \"decompressed\" row forces it (BUNDLE_DOCKER_DECOMPRESS=1)."
 		echo "- re-load: the same command again, everything present."
+		echo
+		echo "Every sample, in the order run (seconds):"
+		echo
+		awk '{ s[$1] = s[$1] " " $2; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
+			END { for (i = 1; i <= n; i++) printf "- %s:%s\n", order[i], s[order[i]] }' "$work/results"
 	} >BENCHMARKS.md
 	log "wrote BENCHMARKS.md"
 fi
