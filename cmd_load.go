@@ -30,7 +30,8 @@ sends nothing and an interrupted load can simply be run again.
 
 Targets (--to):
    docker                   the docker daemon at DOCKER_HOST (unix:// or tcp://), the default:
-                            POST /images/load with the original blobs; an image already there
+                            POST /images/load with the original blobs (a classic-store daemon
+                            gets parallel streams, tagged at the end); an image already there
                             under its tag with the same image ID is skipped
    oci:DIR                  an OCI image layout directory (created if missing); index.json is
                             merged with what is there and names each image by its full reference
@@ -80,7 +81,7 @@ Examples:
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to load, or - for stdin", Required: true},
 			&cli.StringFlag{Name: "to", Usage: "target: docker, docker://HOST[:PORT][/PREFIX] or oci:DIR", Value: "docker"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "verify and say what would be loaded; write nothing"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel uploads (registry) or blob writes (OCI layout)", Value: bundle.DefaultJobs()},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel uploads (registry), blob writes (OCI layout), or twice the load streams (classic docker daemon, at most 4 streams)", Value: bundle.DefaultJobs()},
 			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
 			&cli.StringSliceFlag{Name: "image", Usage: "load only this reference (repeatable; as the bundle lists it, or short: debian:bookworm)"},
 			&cli.StringSliceFlag{Name: "platform", Usage: "load only this platform's manifests (repeatable; os/arch[/variant]); for docker, the platform it gets"},

@@ -24,7 +24,9 @@
 //     then indexes, the tag last), Layout (an OCI image layout directory:
 //     content-addressed writes, temp file + fsync + rename, index.json
 //     merged and replaced atomically), and Daemon (the Docker Engine API
-//     over DOCKER_HOST: POST /images/load with a tar of the original blobs).
+//     over DOCKER_HOST: POST /images/load with tars of the original blobs; a
+//     classic-store daemon gets parallel streams, tagged at the end — see
+//     daemon_classic.go).
 //     Every target skips what it already holds, so a load can be run again
 //     and a second run transfers no blob.
 //   - RewriteRef: the rule that names an image in a registry target.
