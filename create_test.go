@@ -31,9 +31,15 @@ import (
 // imagesYAML lists every seeded image of the shared registry.
 func imagesYAML(t *testing.T, dir string, seeded *testenv.Seeded) string {
 	t.Helper()
+	return writeImagesYAML(t, dir, "linux/amd64, linux/arm64", seeded.Images)
+}
+
+// writeImagesYAML writes dir/images.yaml with these platforms and images.
+func writeImagesYAML(t *testing.T, dir, platforms string, images []testenv.SeededImage) string {
+	t.Helper()
 	var b strings.Builder
-	b.WriteString("platforms: [linux/amd64, linux/arm64]\nimages:\n")
-	for _, im := range seeded.Images {
+	b.WriteString("platforms: [" + platforms + "]\nimages:\n")
+	for _, im := range images {
 		fmt.Fprintf(&b, "  - %s\n", im.Ref)
 	}
 	p := filepath.Join(dir, "images.yaml")
