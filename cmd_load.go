@@ -254,8 +254,13 @@ func (u *loadUI) Verifying(read, total int64) {
 func (u *loadUI) Verified(rep *verify.Report) {
 	u.endBar()
 	if rep.Intact {
-		u.printf("verified: %d %s, %d %s, %s\n", rep.Images, plural(rep.Images, "image", "images"),
-			rep.Blobs, plural(rep.Blobs, "blob", "blobs"), humanBytes(rep.BytesRead))
+		skipped := ""
+		if rep.Shallow > 0 {
+			skipped = fmt.Sprintf(" (%d %s, %s, that only images already in the target use: digests checked, not decompressed)",
+				rep.Shallow, plural(rep.Shallow, "layer", "layers"), humanBytes(rep.ShallowBytes))
+		}
+		u.printf("verified: %d %s, %d %s, %s%s\n", rep.Images, plural(rep.Images, "image", "images"),
+			rep.Blobs, plural(rep.Blobs, "blob", "blobs"), humanBytes(rep.BytesRead), skipped)
 	}
 }
 

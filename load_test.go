@@ -135,6 +135,43 @@ func TestLoadRegistry(t *testing.T) {
 	}
 }
 
+// A re-load decompresses only what it loads: the layers that only images
+// the target already holds use are checked by digest, not decompressed.
+// A damaged copy of such a layer still fails the load: a corrupt bundle
+// loads nothing.
+func TestLoadReloadDecompressesOnlyWhatItLoads(t *testing.T) {
+	good, seeded := createSeeded(t)
+	idx := readIndex(t, good)
+	layers, layerBytes := 0, int64(0)
+	for _, b := range idx.Blobs {
+		if b.DiffID != nil {
+			layers++
+			layerBytes += b.Size
+		}
+	}
+	reg := testenv.StartRegistry(t)
+	to := "docker://" + reg.Host + "/mirror"
+	first := loadJSON(t, "-i", good, "--to", to)
+	if first.Verified.Shallow != 0 {
+		t.Errorf("first load into an empty registry: %d layers not decompressed, want 0", first.Verified.Shallow)
+	}
+	again := loadJSON(t, "-i", good, "--to", to)
+	if again.Verified.Shallow != layers || again.Verified.ShallowBytes != layerBytes {
+		t.Errorf("re-load: %d layers (%d bytes) not decompressed, want every layer: %d (%d bytes)",
+			again.Verified.Shallow, again.Verified.ShallowBytes, layers, layerBytes)
+	}
+	stdout, stderr, _ := bundleCLI(t, "load", "-i", good, "--to", to)
+	if !strings.Contains(stdout+stderr, "digests checked, not decompressed") {
+		t.Errorf("the re-load does not say what it did not decompress:\n%s%s", stdout, stderr)
+	}
+
+	bad := flipLayerByte(t, good, seeded.SharedLayer)
+	_, stderr, code := bundleCLI(t, "load", "-i", bad, "--to", to)
+	if code != exitCorrupt || !strings.Contains(stderr, "nothing was loaded") {
+		t.Errorf("re-load of a bundle with a damaged layer that the target holds: exit %d, want %d:\n%s", code, exitCorrupt, stderr)
+	}
+}
+
 // A bundle holding one platform of a multi-arch index loads into the
 // registry with the tag on that platform's manifest, and says so.
 func TestLoadRegistryPartialIndex(t *testing.T) {

@@ -79,11 +79,16 @@ type LoadOptions struct {
 
 // VerifySummary is what the verify pass found.
 type VerifySummary struct {
-	Images  int     `json:"images"`
-	Blobs   int     `json:"blobs"`
-	Bytes   int64   `json:"bytes"`
-	Spooled bool    `json:"spooled,omitempty"` // read from a pipe or decompressed into a temp file
-	Seconds float64 `json:"seconds"`
+	Images int   `json:"images"`
+	Blobs  int   `json:"blobs"`
+	Bytes  int64 `json:"bytes"`
+	// Shallow layers (ShallowBytes) were checked by digest, not
+	// decompressed: only images the target already holds, or left out,
+	// use them.
+	Shallow      int     `json:"shallow,omitempty"`
+	ShallowBytes int64   `json:"shallowBytes,omitempty"`
+	Spooled      bool    `json:"spooled,omitempty"` // read from a pipe or decompressed into a temp file
+	Seconds      float64 `json:"seconds"`
 }
 
 // LoadResult says what Load did. It is what `bundle load --json` prints.
@@ -192,7 +197,7 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 	}
 	res := &LoadResult{Input: name, Target: target.String(), DryRun: opts.DryRun, Images: []load.ImageResult{}}
 
-	b, cleanup, err := openVerified(ctx, opts, set, name, &res.Verified)
+	b, cleanup, err := openVerified(ctx, opts, target, set, name, &res.Verified)
 	if cleanup != nil {
 		defer cleanup()
 	}
@@ -249,11 +254,11 @@ func (r *retryCounter) Retry(what string, attempt int, reason string, wait time.
 }
 
 // openVerified verifies the input and opens it for loading.
-func openVerified(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name string, sum *VerifySummary) (*load.Bundle, func(), error) {
+func openVerified(ctx context.Context, opts LoadOptions, target load.Target, set *tarball.VolumeSet, name string, sum *VerifySummary) (*load.Bundle, func(), error) {
 	start := time.Now()
 	defer func() { sum.Seconds = time.Since(start).Seconds() }()
 	if set != nil && set.Size() >= 0 {
-		b, err := verifyFile(ctx, opts, set, name, sum)
+		b, err := verifyFile(ctx, opts, target, set, name, sum)
 		if !errors.Is(err, load.ErrCompressed) {
 			var cleanup func()
 			if b != nil {
@@ -284,11 +289,17 @@ func verifyOptions(set *tarball.VolumeSet) verify.Options {
 
 // verifyFile verifies a plain bundle file (or split bundle) in place:
 // OpenVolumes finds the blobs, then the verify pass reads the whole file,
-// checking on the way that what OpenVolumes read is what it verifies.
-func verifyFile(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name string, sum *VerifySummary) (*load.Bundle, error) {
+// checking on the way that what OpenVolumes read is what it verifies. It
+// does not decompress the layers that only images the target already holds
+// use (heldLayers): it checks their digests.
+func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *tarball.VolumeSet, name string, sum *VerifySummary) (*load.Bundle, error) {
 	b, scanErr := load.OpenVolumes(set)
 	if errors.Is(scanErr, load.ErrCompressed) {
 		return nil, scanErr
+	}
+	var held map[v1.Hash]bool
+	if b != nil && scanErr == nil {
+		held = heldLayers(ctx, opts, target, b)
 	}
 	var r io.Reader = strings.NewReader("") // volume 1 missing: verify says so
 	if len(set.Readable()) > 0 {
@@ -310,6 +321,9 @@ func verifyFile(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, n
 	vo := verifyOptions(set)
 	vo.Deep = true // a decompression bomb must not reach a target
 	vo.Progress = verifyProgress{opts.Progress, set.Size()}
+	if len(held) > 0 {
+		vo.Shallow = func(h v1.Hash) bool { return held[h] }
+	}
 	rep, err := verify.Verify(ctx, r, vo)
 	fail := func(err error) (*load.Bundle, error) {
 		if b != nil {
@@ -334,7 +348,41 @@ func verifyFile(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, n
 	if err := w.Unchanged(); err != nil {
 		return fail(err)
 	}
+	b.SetShallow(held)
 	return b, nil
+}
+
+// heldLayers are the layers a load will not use: only images that the
+// target already holds, or that the selection leaves out, use them. The
+// verify pass checks their digests but does not decompress them (a
+// re-load does not inflate what the target has; a bomb there is harmless
+// as nothing here inflates it); the load refuses them should it need one
+// after all (load.ShallowError). It is nil when the target cannot say:
+// then every layer is decompressed, and the load meets the error again.
+func heldLayers(ctx context.Context, opts LoadOptions, target load.Target, b *load.Bundle) map[v1.Hash]bool {
+	images, _, err := load.Select(b, load.Selection{Images: opts.Images, Platforms: opts.Platforms})
+	if err != nil {
+		return nil // Load reports it after the verify pass
+	}
+	holds, err := target.Holds(ctx, b, images)
+	if err != nil || len(holds) != len(images) {
+		return nil
+	}
+	needed := map[v1.Hash]bool{}
+	for i, im := range images {
+		if !holds[i] {
+			for _, h := range im.Blobs() {
+				needed[h] = true
+			}
+		}
+	}
+	held := map[v1.Hash]bool{}
+	for h, bl := range b.Index.Blobs {
+		if !needed[h] && (bl.DiffID != nil || bl.MediaType.IsLayer()) {
+			held[h] = true
+		}
+	}
+	return held
 }
 
 // spool copies a pipe, or a compressed bundle uncompressed, to a temp file
@@ -427,6 +475,7 @@ func spool(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name s
 
 func summarize(sum *VerifySummary, rep *verify.Report) {
 	sum.Images, sum.Blobs, sum.Bytes = rep.Images, rep.Blobs, rep.BytesRead
+	sum.Shallow, sum.ShallowBytes = rep.Shallow, rep.ShallowBytes
 }
 
 // verifyProgress adapts LoadProgress to verify.Progress.

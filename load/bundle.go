@@ -67,7 +67,26 @@ type Bundle struct {
 	f       bundleFile
 	blobs   map[v1.Hash]span
 	regions []region
+	// shallow are the layers the verify pass did not decompress
+	// (SetShallow).
+	shallow map[v1.Hash]bool
 }
+
+// ShallowError says a load needs a layer that the verify pass checked by
+// digest only, not decompressed, because the target held every image
+// that uses it when the load began, and no longer does.
+type ShallowError struct {
+	Digest v1.Hash
+}
+
+func (e *ShallowError) Error() string {
+	return fmt.Sprintf("layer %s was not decompressed by the verify pass (the target held the images that use it when the load began, and no longer does); run the load again", e.Digest)
+}
+
+// SetShallow names the layers that the verify pass checked by digest only
+// (not decompressed): OpenBlob refuses them with a *ShallowError. Call it
+// before the bundle is used for loading.
+func (b *Bundle) SetShallow(hs map[v1.Hash]bool) { b.shallow = hs }
 
 // Open reads the headers of the plain (not compressed) bundle file at path,
 // bundle.json and manifest.json, and notes where every blob is, seeking
@@ -236,6 +255,9 @@ func (b *Bundle) OpenBlob(h v1.Hash) (io.ReadCloser, error) {
 	sp, ok := b.blobs[h]
 	if !ok {
 		return nil, fmt.Errorf("blob %s is not in the bundle", h)
+	}
+	if b.shallow[h] {
+		return nil, &ShallowError{Digest: h}
 	}
 	return &blobReader{h: h, r: io.NewSectionReader(b.f, sp.off, sp.size), sum: sha256.New()}, nil
 }

@@ -338,6 +338,22 @@ func (d *Daemon) Check(ctx context.Context, b *Bundle, images []Image) (*Result,
 	return res, nil
 }
 
+// Holds says which images the daemon has under their names with the
+// expected image ID.
+func (d *Daemon) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, error) {
+	info, err := d.info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(images))
+	for i, im := range images {
+		if _, out[i], err = d.present(ctx, im, info.containerdStore()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // sendBlobs are the layers and configs a load sends the daemon for im.
 func (d *Daemon) sendBlobs(im Image, containerd bool) []v1.Hash {
 	if containerd {

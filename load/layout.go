@@ -257,6 +257,20 @@ func (l *Layout) Check(ctx context.Context, b *Bundle, images []Image) (*Result,
 	return res, nil
 }
 
+// Holds says which images index.json names with every blob in place (a
+// stat each).
+func (l *Layout) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, error) {
+	res, err := l.Check(ctx, b, images)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(images))
+	for i, r := range res.Images {
+		out[i] = r.Status == StatusPresent
+	}
+	return out, nil
+}
+
 // Load writes the images' blobs, then index.json.
 func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error) {
 	p = orNop(p)

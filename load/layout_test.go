@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,5 +223,39 @@ func TestLayoutAfterKill(t *testing.T) {
 	}
 	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
 		t.Errorf("stale temp file kept: %v", err)
+	}
+}
+
+// Holds names the images a load would skip; a layer marked shallow (the
+// verify pass did not decompress it because of that) is refused if a load
+// needs it after all.
+func TestHoldsAndUnchecked(t *testing.T) {
+	images, _ := standardImages(t, "example.com/holds")
+	fx := writeBundle(t, t.TempDir(), images[:1])
+	b, sel := openFixture(t, fx, Selection{})
+	tg, _ := NewLayout(t.TempDir(), Options{})
+	if holds, err := tg.Holds(context.Background(), b, sel); err != nil || len(holds) != 1 || holds[0] {
+		t.Fatalf("empty layout: Holds = %v, %v; want [false]", holds, err)
+	}
+	if _, err := tg.Load(context.Background(), b, sel, nil); err != nil {
+		t.Fatal(err)
+	}
+	if holds, err := tg.Holds(context.Background(), b, sel); err != nil || len(holds) != 1 || !holds[0] {
+		t.Fatalf("after a load: Holds = %v, %v; want [true]", holds, err)
+	}
+
+	// The layout loses the layer after the verify pass read past it.
+	h := firstLayer(fx)
+	if err := os.Remove(tg.blobPath(h)); err != nil {
+		t.Fatal(err)
+	}
+	b.SetShallow(map[v1.Hash]bool{h: true})
+	_, err := tg.Load(context.Background(), b, sel, nil)
+	var ue *ShallowError
+	if !errors.As(err, &ue) || ue.Digest != h {
+		t.Fatalf("load needing a shallow layer: %v, want a ShallowError for %s", err, h)
+	}
+	if _, err := os.Stat(tg.blobPath(h)); err == nil {
+		t.Errorf("the shallow layer was written")
 	}
 }

@@ -389,6 +389,27 @@ func (r *Registry) Check(ctx context.Context, b *Bundle, images []Image) (*Resul
 	return res, nil
 }
 
+// Holds asks, for each image, whether its rewritten reference names the
+// bundle's digest (a manifest HEAD each, Jobs at a time).
+func (r *Registry) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, error) {
+	plan, err := r.plan(images)
+	if err != nil {
+		return nil, err
+	}
+	s := r.newSession(ctx, b, nil, false)
+	out := make([]bool, len(plan))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, r.opts.Jobs))
+	for i, ri := range plan {
+		g.Go(func() error {
+			have, err := s.headManifest(gctx, ri.ref)
+			out[i] = err == nil && have == ri.want
+			return err
+		})
+	}
+	return out, g.Wait()
+}
+
 func blobSize(b *Bundle, d v1.Hash) int64 {
 	if bl, ok := b.Index.Blobs[d]; ok {
 		return bl.Size

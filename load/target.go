@@ -32,6 +32,11 @@ type Target interface {
 	// Check says, for each image, whether the target holds it already and,
 	// in Stats, how many blobs and bytes a load would send (at most).
 	Check(ctx context.Context, b *Bundle, images []Image) (*Result, error)
+	// Holds says, for each image, whether the target already holds it as
+	// the bundle does (an image Load would skip), asking as little as it
+	// can. A load does not decompress the layers that only such images
+	// use in its verify pass.
+	Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, error)
 	// Load loads the images the target lacks, reporting to p (which may be
 	// nil).
 	Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error)

@@ -154,6 +154,10 @@ type Report struct {
 	// Blobs is the number of blob entries read, BlobBytes their total size.
 	Blobs     int   `json:"blobs"`
 	BlobBytes int64 `json:"blobBytes"`
+	// Shallow is the number of layers that a Deep pass did not decompress
+	// (Options.Shallow), ShallowBytes their total size.
+	Shallow      int   `json:"shallow,omitempty"`
+	ShallowBytes int64 `json:"shallowBytes,omitempty"`
 	// BytesRead is how many bytes of the file were read.
 	BytesRead int64 `json:"bytesRead"`
 	// SHA256 is the sha256 of the whole file, when it was computed (a

@@ -44,6 +44,10 @@ type Options struct {
 	// Deep (DefaultMaxRatio and DefaultMaxLayerSize when zero).
 	MaxRatio     int64
 	MaxLayerSize int64
+	// Shallow, when set with Deep, names the layers not to decompress
+	// (a load skips the images that use them: the target has them). They
+	// are checked as without Deep: digest and size.
+	Shallow func(v1.Hash) bool
 }
 
 // Verify reads the bundle in r once, from start to end, and checks it. It
@@ -225,6 +229,11 @@ func (v *verifier) readBlob(ctx context.Context, p *pipeline, e *tarball.Entry) 
 	case roleLayer:
 		j.deep = v.opts.Deep
 		j.limits = deepLimits{maxRatio: v.opts.MaxRatio, maxSize: v.opts.MaxLayerSize, compressed: e.Size}
+		if j.deep && v.opts.Shallow != nil && v.opts.Shallow(e.Digest) {
+			j.deep = false
+			v.rep.Shallow++
+			v.rep.ShallowBytes += e.Size
+		}
 	}
 	if j.keep > 0 && e.Size > j.keep {
 		j.res.tooBig = true

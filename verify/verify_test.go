@@ -826,3 +826,29 @@ func TestNoNetwork(t *testing.T) {
 		}
 	}
 }
+
+// Shallow: a Deep pass does not decompress the layers it names, and still
+// checks their digests; the others are decompressed.
+func TestVerifyShallow(t *testing.T) {
+	b := newBundle(t)
+	data, offsets := b.Bytes()
+	n := names(b)
+	layer, _ := v1.NewHash("sha256:" + strings.TrimPrefix(n.layer, tarball.BlobsSHA256Dir))
+	shallow := func(h v1.Hash) bool { return h == layer }
+
+	rep := run(t, data, verify.Options{Deep: true, Shallow: shallow})
+	if !rep.Intact || rep.Shallow != 1 || rep.ShallowBytes != b.Index.Blobs[layer].Size {
+		t.Errorf("intact %v, shallow %d (%d bytes), want true, 1 (%d bytes); findings:\n%s",
+			rep.Intact, rep.Shallow, rep.ShallowBytes, b.Index.Blobs[layer].Size, findings(rep))
+	}
+	bad := bytes.Clone(data)
+	bad[offsets[n.layer]+700] ^= 0x01
+	f := want(t, run(t, bad, verify.Options{Deep: true, Shallow: shallow}), verify.CodeDigest, n.layer, refApp)
+	if f.Want != layer.String() {
+		t.Errorf("finding %s, want the layer's digest", f)
+	}
+	// Without Deep, Shallow changes nothing.
+	if rep := run(t, data, verify.Options{Shallow: shallow}); rep.Shallow != 0 {
+		t.Errorf("without Deep: %d shallow layers, want 0", rep.Shallow)
+	}
+}
