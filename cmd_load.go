@@ -256,7 +256,7 @@ func (u *loadUI) Verified(rep *verify.Report) {
 	if rep.Intact {
 		skipped := ""
 		if rep.Shallow > 0 {
-			skipped = fmt.Sprintf(" (%d %s, %s, that only images already in the target use: digests checked, not decompressed)",
+			skipped = fmt.Sprintf(" (%d %s, %s, checked by digest only: already in the target, or decompressed as they load)",
 				rep.Shallow, plural(rep.Shallow, "layer", "layers"), humanBytes(rep.ShallowBytes))
 		}
 		u.printf("verified: %d %s, %d %s, %s%s\n", rep.Images, plural(rep.Images, "image", "images"),

@@ -161,7 +161,7 @@ func TestLoadReloadDecompressesOnlyWhatItLoads(t *testing.T) {
 			again.Verified.Shallow, again.Verified.ShallowBytes, layers, layerBytes)
 	}
 	stdout, stderr, _ := bundleCLI(t, "load", "-i", good, "--to", to)
-	if !strings.Contains(stdout+stderr, "digests checked, not decompressed") {
+	if !strings.Contains(stdout+stderr, "checked by digest only") {
 		t.Errorf("the re-load does not say what it did not decompress:\n%s%s", stdout, stderr)
 	}
 

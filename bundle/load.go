@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -83,8 +84,8 @@ type VerifySummary struct {
 	Blobs  int   `json:"blobs"`
 	Bytes  int64 `json:"bytes"`
 	// Shallow layers (ShallowBytes) were checked by digest, not
-	// decompressed: only images the target already holds, or left out,
-	// use them.
+	// decompressed by the verify pass: only images the target already
+	// holds, or left out, use them, or the load decompresses them itself.
 	Shallow      int     `json:"shallow,omitempty"`
 	ShallowBytes int64   `json:"shallowBytes,omitempty"`
 	Spooled      bool    `json:"spooled,omitempty"` // read from a pipe or decompressed into a temp file
@@ -146,7 +147,8 @@ func (e *CorruptError) Error() string {
 func IsLoadCorrupt(err error) bool {
 	var ce *CorruptError
 	var ch *load.ChangedError
-	return errors.As(err, &ce) || errors.As(err, &ch)
+	var be *load.BombError
+	return errors.As(err, &ce) || errors.As(err, &ch) || errors.As(err, &be)
 }
 
 // Load runs bundle load: it verifies the whole bundle first (a file in
@@ -229,6 +231,13 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		// A bomb found before anything was sent (the target decompresses
+		// the layers: their verify was left to it) is a corrupt bundle.
+		var be *load.BombError
+		if errors.As(err, &be) && !be.Sending {
+			return nil, &CorruptError{Name: name, Report: &verify.Report{Findings: []verify.Finding{{
+				Code: verify.CodeLayer, Entry: tarball.BlobPath(be.Blob), Images: usedBy(b.Index, be.Blob), Problem: be.Problem()}}}}
+		}
 		return nil, fmt.Errorf("loading into %s: %w", target, err)
 	}
 	res.Images = lr.Images
@@ -240,6 +249,20 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 	res.Retries = retries.n.Load()
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// usedBy lists the references whose manifests use blob h.
+func usedBy(idx *tarball.Index, h v1.Hash) []string {
+	var out []string
+	for _, im := range idx.Images {
+		for _, pm := range im.Manifests {
+			if pm.Config == h || slices.Contains(pm.Layers, h) {
+				out = append(out, im.Ref)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // retryCounter counts the retries it passes on.
@@ -290,16 +313,17 @@ func verifyOptions(set *tarball.VolumeSet) verify.Options {
 // verifyFile verifies a plain bundle file (or split bundle) in place:
 // OpenVolumes finds the blobs, then the verify pass reads the whole file,
 // checking on the way that what OpenVolumes read is what it verifies. It
-// does not decompress the layers that only images the target already holds
-// use (heldLayers): it checks their digests.
+// checks by digest only, without decompressing them, the layers that only
+// images the target already holds use, and those the target decompresses
+// itself (shallowLayers).
 func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *tarball.VolumeSet, name string, sum *VerifySummary) (*load.Bundle, error) {
 	b, scanErr := load.OpenVolumes(set)
 	if errors.Is(scanErr, load.ErrCompressed) {
 		return nil, scanErr
 	}
-	var held map[v1.Hash]bool
+	var held, inflated map[v1.Hash]bool
 	if b != nil && scanErr == nil {
-		held = heldLayers(ctx, opts, target, b)
+		held, inflated = shallowLayers(ctx, opts, target, b)
 	}
 	var r io.Reader = strings.NewReader("") // volume 1 missing: verify says so
 	if len(set.Readable()) > 0 {
@@ -321,8 +345,8 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 	vo := verifyOptions(set)
 	vo.Deep = true // a decompression bomb must not reach a target
 	vo.Progress = verifyProgress{opts.Progress, set.Size()}
-	if len(held) > 0 {
-		vo.Shallow = func(h v1.Hash) bool { return held[h] }
+	if len(held)+len(inflated) > 0 {
+		vo.Shallow = func(h v1.Hash) bool { return held[h] || inflated[h] }
 	}
 	rep, err := verify.Verify(ctx, r, vo)
 	fail := func(err error) (*load.Bundle, error) {
@@ -349,40 +373,57 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 		return fail(err)
 	}
 	b.SetShallow(held)
+	b.SetLoaderInflates(inflated)
 	return b, nil
 }
 
-// heldLayers are the layers a load will not use: only images that the
-// target already holds, or that the selection leaves out, use them. The
-// verify pass checks their digests but does not decompress them (a
-// re-load does not inflate what the target has; a bomb there is harmless
-// as nothing here inflates it); the load refuses them should it need one
-// after all (load.ShallowError). It is nil when the target cannot say:
-// then every layer is decompressed, and the load meets the error again.
-func heldLayers(ctx context.Context, opts LoadOptions, target load.Target, b *load.Bundle) map[v1.Hash]bool {
+// shallowLayers are the layers that the verify pass checks by digest and
+// size only, without decompressing them.
+//
+// held are the layers a load will not use: only images that the target
+// already holds, or that the selection leaves out, use them (a re-load
+// does not inflate what the target has; a bomb there is harmless as
+// nothing here inflates it). The load refuses them should it need one
+// after all (load.ShallowError).
+//
+// inflated are the layers that the target decompresses itself as it loads
+// them, under the same bomb limit, handing on what it decompressed to be
+// checked against the diffIDs (load.Inflater: a docker daemon with the
+// classic store): decompressing them twice would only cost time.
+//
+// Both are nil when the target cannot say: then every layer is
+// decompressed, and the load meets the error again.
+func shallowLayers(ctx context.Context, opts LoadOptions, target load.Target, b *load.Bundle) (held, inflated map[v1.Hash]bool) {
 	images, _, err := load.Select(b, load.Selection{Images: opts.Images, Platforms: opts.Platforms})
 	if err != nil {
-		return nil // Load reports it after the verify pass
+		return nil, nil // Load reports it after the verify pass
 	}
 	holds, err := target.Holds(ctx, b, images)
 	if err != nil || len(holds) != len(images) {
-		return nil
+		return nil, nil
 	}
 	needed := map[v1.Hash]bool{}
+	var todo []load.Image
 	for i, im := range images {
 		if !holds[i] {
+			todo = append(todo, im)
 			for _, h := range im.Blobs() {
 				needed[h] = true
 			}
 		}
 	}
-	held := map[v1.Hash]bool{}
+	if in, ok := target.(load.Inflater); ok && len(todo) > 0 {
+		if inflated, err = in.InflatesLayers(ctx, b, todo); err != nil {
+			return nil, nil
+		}
+	}
+	held = map[v1.Hash]bool{}
 	for h, bl := range b.Index.Blobs {
 		if !needed[h] && (bl.DiffID != nil || bl.MediaType.IsLayer()) {
 			held[h] = true
 		}
 	}
-	return held
+	return held, inflated
 }
 
 // spool copies a pipe, or a compressed bundle uncompressed, to a temp file

@@ -70,7 +70,16 @@ type Bundle struct {
 	// shallow are the layers the verify pass did not decompress
 	// (SetShallow).
 	shallow map[v1.Hash]bool
+	// loaderInflates are the layers the verify pass left for the target
+	// to decompress, under the same limit (SetLoaderInflates).
+	loaderInflates map[v1.Hash]bool
 }
+
+// SetLoaderInflates names the layers that the verify pass checked by
+// digest only because the target decompresses them itself, enforcing the
+// decompression-bomb limit (Inflater): the target must not hand them
+// compressed to anything else.
+func (b *Bundle) SetLoaderInflates(hs map[v1.Hash]bool) { b.loaderInflates = hs }
 
 // ShallowError says a load needs a layer that the verify pass checked by
 // digest only, not decompressed, because the target held every image

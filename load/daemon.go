@@ -113,7 +113,7 @@ func NewDaemon(opts Options) (*Daemon, error) {
 		return nil, &SpecError{Spec: "DOCKER_HOST=" + host, Reason: "bundle load talks to unix:// and tcp:// daemons only"}
 	}
 	d.client = &http.Client{Transport: tr}
-	d.inflate = decompressLayers(d.local, d.streams)
+	d.inflate = decompressLayers(d.local)
 	return d, nil
 }
 
@@ -349,6 +349,29 @@ func (d *Daemon) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, 
 	for i, im := range images {
 		if _, out[i], err = d.present(ctx, im, info.containerdStore()); err != nil {
 			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// InflatesLayers names the gzip layers of images' docker manifests that
+// a load sends decompressed (a graphdriver daemon on this machine with
+// cores to spare: inflate). The daemon hashes what it is sent against the
+// config's diff_ids; the load enforces the bomb limit as it decompresses.
+func (d *Daemon) InflatesLayers(ctx context.Context, b *Bundle, images []Image) (map[v1.Hash]bool, error) {
+	if !d.inflate {
+		return nil, nil
+	}
+	info, err := d.info(ctx)
+	if err != nil || info.containerdStore() {
+		return nil, err
+	}
+	out := map[v1.Hash]bool{}
+	for _, im := range images {
+		for _, h := range im.Primary.Layers {
+			if _, ok := gzipSize(b, h); ok && b.Has(h) {
+				out[h] = true
+			}
 		}
 	}
 	return out, nil

@@ -146,23 +146,21 @@ func TestDaemonRemoteKeepsCompressed(t *testing.T) {
 			t.Errorf("%s: a remote daemon gets decompressed layers", host)
 		}
 	}
-	// Decompressing pays with two cores per stream; the environment
-	// forces it either way.
+	// A local daemon gets decompressed layers (the load decompresses them
+	// instead of the verify pass); the environment forces it either way.
 	for _, tc := range []struct {
-		env     string
-		local   bool
-		streams int
-		want    bool
+		env   string
+		local bool
+		want  bool
 	}{
-		{"", true, 1, runtime.NumCPU() >= 2},
-		{"", true, 64, false},
-		{"", false, 1, false},
-		{"1", false, 64, true},
-		{"0", true, 1, false},
+		{"", true, true},
+		{"", false, false},
+		{"1", false, true},
+		{"0", true, false},
 	} {
 		t.Setenv("BUNDLE_DOCKER_DECOMPRESS", tc.env)
-		if got := decompressLayers(tc.local, tc.streams); got != tc.want {
-			t.Errorf("decompressLayers(%v, %d) with %q: %v", tc.local, tc.streams, tc.env, got)
+		if got := decompressLayers(tc.local); got != tc.want {
+			t.Errorf("decompressLayers(%v) with %q: %v", tc.local, tc.env, got)
 		}
 	}
 	// Through the planner: a remote daemon gets the gzip blob itself.
@@ -247,9 +245,11 @@ func multiMemberLayer(t *testing.T) v1.Layer {
 		t.Fatal(err)
 	}
 	raw, _ := io.ReadAll(rc)
+	// The last member is 1 MiB of zeros (past the tar's end, as a tar
+	// may be padded): its trailer's size is a plausible guess for the
+	// whole blob, and wrong.
 	var gz bytes.Buffer
-	half := len(raw) / 2
-	for _, part := range [][]byte{raw[:half], raw[half:]} {
+	for _, part := range [][]byte{raw, make([]byte, 1<<20)} {
 		zw := gzip.NewWriter(&gz)
 		zw.Write(part)
 		zw.Close()
@@ -638,5 +638,79 @@ func testDaemonClassicReal(t *testing.T, inflate bool) {
 	}
 	if again.Count(StatusSkipped) != len(sel) || again.BytesSent != 0 {
 		t.Errorf("second load: %d skipped, %d bytes sent", again.Count(StatusSkipped), again.BytesSent)
+	}
+}
+
+// gzipMembers is a gzip layer made of one gzip member per part.
+func gzipMembers(t *testing.T, parts ...[]byte) v1.Layer {
+	t.Helper()
+	var gz bytes.Buffer
+	for _, part := range parts {
+		zw := gzip.NewWriter(&gz)
+		zw.Write(part)
+		zw.Close()
+	}
+	data := gz.Bytes()
+	l, err := gcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, gcrtarball.WithMediaType(types.DockerLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// Sending layers decompressed, the load enforces the decompression-bomb
+// limit itself (the verify pass leaves those layers to it): a layer over
+// the limit is refused before anything is sent when its size is known up
+// front (its trailer, or counted when the trailer's guess is implausible),
+// and stops the stream, naming nothing, when its trailer lies. A layer
+// whose trailer's guess is implausible but that is within the limit loads.
+func TestDaemonClassicBombLimit(t *testing.T) {
+	old := inflateLimit
+	inflateLimit = func(compressed int64) int64 { return 2 << 20 }
+	t.Cleanup(func() { inflateLimit = old })
+	rnd := func(n int) []byte {
+		l, _ := random.Layer(int64(n), types.DockerLayer)
+		rc, _ := l.Uncompressed()
+		b, _ := io.ReadAll(rc)
+		return b
+	}
+	tarData := rnd(8 << 10)
+	for _, tc := range []struct {
+		name    string
+		layer   v1.Layer
+		sending bool // found while sending
+		ok      bool
+	}{
+		{"trailer over the limit", gzipMembers(t, tarData, make([]byte, 4<<20)), false, false},
+		{"guess implausible, counted over the limit", gzipMembers(t, tarData, make([]byte, 4<<20), rnd(4<<10)), false, false},
+		{"trailer lies", gzipMembers(t, tarData, make([]byte, 4<<20), make([]byte, 1<<20)), true, false},
+		{"guess implausible, within the limit", gzipMembers(t, tarData[:len(tarData)/2], tarData[len(tarData)/2:]), false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeEngine{}
+			d := fakeDaemonJobs(t, f, 2)
+			d.inflate = true
+			fx := writeBundle(t, t.TempDir(), []testImage{{ref: "example.com/bomb/x:1", image: newImage(t, "linux/amd64", false, []int64{1 << 10}, tc.layer)}})
+			b, sel := openFixture(t, fx, Selection{})
+			_, err := d.Load(context.Background(), b, sel, nil)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if tc.ok {
+				if err != nil || f.images[dockerName(sel[0])] == "" {
+					t.Fatalf("load: %v; image %q", err, f.images[dockerName(sel[0])])
+				}
+				return
+			}
+			var be *BombError
+			if !errors.As(err, &be) || be.Sending != tc.sending {
+				t.Fatalf("load: %v, want a BombError with Sending %v", err, tc.sending)
+			}
+			if !tc.sending && f.loads != 0 {
+				t.Errorf("%d loads sent before the bomb was found, want 0", f.loads)
+			}
+			if len(f.images) != 0 || f.tags != 0 {
+				t.Errorf("images named: %v (%d tags)", f.images, f.tags)
+			}
+		})
 	}
 }

@@ -42,6 +42,17 @@ type Target interface {
 	Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error)
 }
 
+// Inflater is a target that decompresses some layers itself as it loads
+// them, enforcing the decompression-bomb limit (verify.InflateLimit) and
+// handing on only what it decompressed; what it hands on is checked
+// against the diffIDs (a docker daemon does so). The verify pass need not
+// decompress those layers.
+type Inflater interface {
+	// InflatesLayers names the layers that Load decompresses itself for
+	// images, as things stand (nil when none).
+	InflatesLayers(ctx context.Context, b *Bundle, images []Image) (map[v1.Hash]bool, error)
+}
+
 // Status says what happened, or with Check would happen, to one image.
 type Status string
 

@@ -48,6 +48,15 @@ func (l deepLimits) allowed() (n int64, byRatio bool) {
 	return n, byRatio
 }
 
+// InflateLimit is how many bytes a layer of compressed bytes may
+// decompress to under the default limits (DefaultMaxRatio,
+// DefaultMaxLayerSize): what a Deep pass lets through. A loader that
+// decompresses layers itself enforces it instead of the pass.
+func InflateLimit(compressed int64) int64 {
+	n, _ := deepLimits{maxRatio: DefaultMaxRatio, maxSize: DefaultMaxLayerSize, compressed: compressed}.allowed()
+	return n
+}
+
 // decompress reads a layer's compressed stream and returns its diffID.
 // same is true for an uncompressed layer, whose diffID is its digest (the
 // caller has it). prob says why there is no diffID.
