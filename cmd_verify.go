@@ -139,6 +139,9 @@ func runVerify(c *cli.Context) error {
 		note("%s", what)
 	}
 	opts.Progress = ui
+	if ra, ok := in.Reader.(io.ReaderAt); ok && in.set != nil {
+		opts.ReaderAt = ra // a file: blobs are read several at once
+	}
 	start := time.Now()
 	rep, err := verify.Verify(c.Context, in, opts)
 	ui.finish()

@@ -326,6 +326,7 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 		held, inflated = shallowLayers(ctx, opts, target, b)
 	}
 	var r io.Reader = strings.NewReader("") // volume 1 missing: verify says so
+	var ra io.ReaderAt
 	if len(set.Readable()) > 0 {
 		vr, err := set.Open()
 		if err != nil {
@@ -335,7 +336,7 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 			return nil, fmt.Errorf("opening the bundle: %w", err)
 		}
 		defer vr.Close()
-		r = vr
+		r, ra = vr, vr
 	}
 	var w *load.Watcher
 	if b != nil {
@@ -345,6 +346,7 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 	vo := verifyOptions(set)
 	vo.Deep = true // a decompression bomb must not reach a target
 	vo.Progress = verifyProgress{opts.Progress, set.Size()}
+	vo.ReaderAt = ra
 	if len(held)+len(inflated) > 0 {
 		vo.Shallow = func(h v1.Hash) bool { return held[h] || inflated[h] }
 	}

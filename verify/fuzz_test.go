@@ -3,6 +3,7 @@ package verify_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/bundle-tool/bundle/tarball"
@@ -40,6 +41,14 @@ func FuzzVerify(f *testing.F) {
 		}
 		if rep.Intact != (rep.Complete && len(rep.Findings) == 0) {
 			t.Fatalf("intact %v, complete %v, %d findings", rep.Intact, rep.Complete, len(rep.Findings))
+		}
+		// Reading the blobs at their offsets finds the same.
+		at, err := verify.Verify(context.Background(), bytes.NewReader(data), verify.Options{Deep: true, MaxLayerSize: 16 << 20, ReaderAt: bytes.NewReader(data)})
+		if err != nil {
+			t.Fatalf("Verify with ReaderAt: %v", err)
+		}
+		if a, b := fmt.Sprint(rep.Findings), fmt.Sprint(at.Findings); a != b || rep.Intact != at.Intact {
+			t.Fatalf("with ReaderAt: intact %v, %s; as a stream: intact %v, %s", at.Intact, b, rep.Intact, a)
 		}
 		for _, f := range rep.Findings {
 			if f.Problem == "" || f.Code == "" {

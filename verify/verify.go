@@ -44,6 +44,12 @@ type Options struct {
 	// Deep (DefaultMaxRatio and DefaultMaxLayerSize when zero).
 	MaxRatio     int64
 	MaxLayerSize int64
+	// ReaderAt, when set, reads the same bytes as r at their offset from
+	// r's first byte (r reads a file, not a pipe). The blobs of a plain
+	// (not gzip-compressed) bundle are then read from it by the workers,
+	// several blobs at once, while r's copy of them is only read past:
+	// hashing and decompressing use every core whatever the blobs' sizes.
+	ReaderAt io.ReaderAt
 	// Shallow, when set with Deep, names the layers not to decompress
 	// (a load skips the images that use them: the target has them). They
 	// are checked as without Deep: digest and size.
@@ -104,6 +110,9 @@ type verifier struct {
 	stopOffset *int64
 	// volumeSums are the sha256 of each volume read to its end.
 	volumeSums []string
+	// skip is the buffer that reads past the stream's copy of a blob
+	// (Options.ReaderAt).
+	skip []byte
 }
 
 func (v *verifier) run(ctx context.Context, r io.Reader) error {
@@ -245,6 +254,9 @@ func (v *verifier) readBlob(ctx context.Context, p *pipeline, e *tarball.Entry) 
 	v.rep.Blobs++
 	v.rep.BlobBytes += e.Size
 
+	if v.opts.ReaderAt != nil && !v.tr.Compressed() {
+		return v.readBlobAt(ctx, p, j, e)
+	}
 	p.jobs <- j
 	defer close(j.chunks)
 	for {
@@ -265,6 +277,55 @@ func (v *verifier) readBlob(ctx context.Context, p *pipeline, e *tarball.Entry) 
 			return nil
 		}
 		if err != nil {
+			return err
+		}
+	}
+}
+
+// readBlobAt hands a blob entry to the pipeline as a section of
+// Options.ReaderAt, which a goroutine of its own reads chunk by chunk into
+// the job (and marks the job complete when it read every byte), and reads
+// the stream's copy past, so that the next blob goes to the next free
+// worker at once.
+func (v *verifier) readBlobAt(ctx context.Context, p *pipeline, j *blobJob, e *tarball.Entry) error {
+	select {
+	case p.jobs <- j: // a worker is free
+	case <-ctx.Done():
+		close(j.chunks)
+		return ctx.Err()
+	}
+	go func() {
+		// The worker reads j.res.complete after j.chunks is closed.
+		defer close(j.chunks)
+		sr := io.NewSectionReader(v.opts.ReaderAt, e.Offset, e.Size)
+		var n int64
+		for {
+			var buf []byte
+			select {
+			case buf = <-p.pool:
+			case <-ctx.Done():
+				return
+			}
+			k, err := readFull(sr, buf)
+			n += int64(k)
+			if k > 0 {
+				j.chunks <- buf[:k]
+			} else {
+				p.pool <- buf
+			}
+			if err != nil {
+				j.res.complete = err == io.EOF && n == e.Size
+				return
+			}
+		}
+	}()
+	if v.skip == nil {
+		v.skip = make([]byte, 256<<10)
+	}
+	for {
+		if _, err := readFull(e, v.skip); err == io.EOF {
+			return nil
+		} else if err != nil {
 			return err
 		}
 	}
