@@ -15,10 +15,11 @@ import (
 )
 
 // outputFile is the bundle being written: a temp file beside the final
-// path, renamed into place only when complete. Writes are handed to a
-// goroutine that hashes (for <file>.sha256) and writes them, so reading
-// blobs and hashing/writing use both cores; it also starts write-back of
-// each 64 MiB as it goes, so the fsync at the end has little left to do.
+// path, renamed into place only when complete. Writes are handed, in
+// buffers, to a goroutine that hashes them (for <file>.sha256) and passes
+// them on to one that writes them, so that reading blobs, hashing and
+// writing overlap; the writer also starts write-back of each 64 MiB as it
+// goes, so the fsync at the end has little left to do.
 type outputFile struct {
 	path string
 	f    *os.File
@@ -30,6 +31,7 @@ type outputFile struct {
 	cur    []byte
 	free   chan []byte
 	work   chan []byte
+	hashed chan []byte
 	errc   chan error
 	werr   error // first error of the writing goroutine, once seen
 	failed atomic.Pointer[error]
@@ -39,7 +41,7 @@ type outputFile struct {
 
 const (
 	outBufSize   = 1 << 20
-	outBufs      = 4
+	outBufs      = 8
 	writeBackGap = 64 << 20
 )
 
@@ -83,24 +85,36 @@ func openOutput(path string) (*outputFile, error) {
 	}
 	o := &outputFile{
 		path: abs, f: f, lock: lock, sum: sha256.New(),
-		free: make(chan []byte, outBufs), work: make(chan []byte, outBufs), errc: make(chan error, 1),
+		free: make(chan []byte, outBufs), work: make(chan []byte, outBufs), hashed: make(chan []byte, outBufs),
+		errc:   make(chan error, 1),
 		failCh: make(chan struct{}),
 	}
 	for range outBufs - 1 {
 		o.free <- make([]byte, 0, outBufSize)
 	}
 	o.cur = make([]byte, 0, outBufSize)
+	go o.hasher()
 	go o.writer()
 	return o, nil
 }
 
-// writer hashes and writes the filled buffers in order.
+// hasher hashes the filled buffers in order and passes them to writer.
+func (o *outputFile) hasher() {
+	defer close(o.hashed)
+	for b := range o.work {
+		if o.failed.Load() == nil {
+			o.sum.Write(b)
+		}
+		o.hashed <- b
+	}
+}
+
+// writer writes the hashed buffers in order.
 func (o *outputFile) writer() {
 	var err error
 	var off, started int64
-	for b := range o.work {
+	for b := range o.hashed {
 		if err == nil {
-			o.sum.Write(b)
 			if _, err = o.f.Write(b); err != nil {
 				o.failed.Store(&err) // Write stops at once (disk full…)
 				close(o.failCh)      // and Create stops downloading
