@@ -22,6 +22,8 @@ func (c *Client) Cache() *Cache { return c.cache }
 // it arrives; a body that breaks off is resumed with a Range request from
 // where it stopped; a blob whose bytes do not match is discarded and
 // fetched again from the start, at most the retry policy's attempts times.
+// A blob of at least the segment threshold is fetched as several Range
+// requests at once (see segment.go), unless the registry ignores Range.
 // It returns the number of bytes received from the network (0 when the
 // cache had it). Every error, except the context's, names the blob.
 func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (int64, error) {
@@ -38,6 +40,11 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 	if done {
 		return 0, nil
 	}
+	if err := c.conns.hold(ctx); err != nil {
+		ing.close()
+		return 0, err
+	}
+	defer c.conns.release(nil)
 	var received int64
 	fail := func(err error) (int64, error) {
 		ing.close()
@@ -50,6 +57,7 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 	hc := &http.Client{Transport: rt}
 	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", c.repository(repo).Scheme(), repo.RegistryStr(), repo.RepositoryStr(), desc.Digest)
 
+	segmented := c.segmentable(repo, desc.Size)
 	mismatches, breaks := 0, 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -89,6 +97,30 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 			}
 			continue
 		}
+		if segmented {
+			n, err := c.fetchSegments(ctx, hc, u, ing, desc.Size)
+			received += n
+			switch {
+			case err == nil:
+			case errors.Is(err, errRangeIgnored):
+				// Ranges are ignored: one stream, from the start.
+				c.mu.Lock()
+				c.noRange[repo.RegistryStr()] = true
+				c.mu.Unlock()
+				segmented = false
+				if err := ing.reset(); err != nil {
+					return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
+				}
+			case ctx.Err() != nil:
+				return fail(ctx.Err())
+			case err != nil:
+				return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
+			}
+			continue // complete: checked at the top
+		}
+		if err := ing.dropSegments(); err != nil {
+			return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
+		}
 		n, err := c.getRange(ctx, hc, u, ing, desc.Size)
 		received += n
 		if err == nil {
@@ -117,6 +149,17 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 			return fail(err)
 		}
 	}
+}
+
+// segmentable says whether a blob of this size from repo is fetched in
+// segments.
+func (c *Client) segmentable(repo name.Repository, size int64) bool {
+	if c.segThreshold <= 0 || size < c.segThreshold {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.noRange[repo.RegistryStr()]
 }
 
 // getRange GETs the blob from ing's current size to the end and appends

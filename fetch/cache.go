@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -20,6 +23,8 @@ import (
 //
 //	DIR/blobs/sha256/<hex>     complete blobs whose sha256 and size were checked
 //	DIR/ingest/<hex>.partial   downloads under way (locked while written)
+//	DIR/ingest/<hex>.segments  the byte ranges written, for a partial
+//	                           written by segments (with holes)
 //
 // A blob reaches blobs/ only by rename after its digest and size were
 // checked, so a concurrent writer never leaves a wrong blob under its name.
@@ -57,6 +62,10 @@ func (c *Cache) Path(h v1.Hash) string { return filepath.Join(c.dir, "blobs", h.
 
 func (c *Cache) partialPath(h v1.Hash) string {
 	return filepath.Join(c.dir, "ingest", h.Hex+".partial")
+}
+
+func (c *Cache) segmentsPath(h v1.Hash) string {
+	return filepath.Join(c.dir, "ingest", h.Hex+".segments")
 }
 
 // Has says whether the complete blob is in the cache with that size.
@@ -109,11 +118,17 @@ func (c *Cache) commit(f *os.File, h v1.Hash) error {
 	return nil
 }
 
-// ingest is a locked partial download of one blob.
+// ingest is a locked partial download of one blob. Written by one stream,
+// it is a prefix of the blob. Written by segments, it has holes, and its
+// sidecar file lists the ranges written.
 type ingest struct {
 	f    *os.File
 	h    hash.Hash
-	size int64 // bytes in f, all hashed into h
+	size int64 // bytes [0, size) are in f and hashed into h
+
+	side    string // the sidecar's path
+	hasSide bool   // the sidecar exists: done says what f holds
+	done    []span // ranges written, sorted, disjoint (from the sidecar)
 }
 
 // openIngest opens and locks the partial file of h, waiting (until ctx
@@ -144,6 +159,8 @@ func (c *Cache) openIngest(ctx context.Context, h v1.Hash) (ing *ingest, done bo
 			// latter (we hold its lock, so nobody writes it).
 			if current {
 				_ = os.Remove(c.partialPath(h))
+				_ = os.Remove(c.segmentsPath(h))
+				_ = os.Remove(c.segmentsPath(h) + ".tmp")
 			}
 			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 			f.Close()
@@ -156,19 +173,146 @@ func (c *Cache) openIngest(ctx context.Context, h v1.Hash) (ing *ingest, done bo
 			f.Close()
 			continue
 		}
-		ing = &ingest{f: f, h: sha256.New()}
-		n, err := io.Copy(ing.h, f)
-		if err != nil {
-			// An unreadable partial is useless: start again.
+		ing = &ingest{f: f, h: sha256.New(), side: c.segmentsPath(h)}
+		if err := ing.load(fi.Size()); err != nil {
+			// An unreadable partial or sidecar is useless: start again.
 			if err := ing.reset(); err != nil {
 				ing.close()
 				return nil, false, err
 			}
-			n = 0
 		}
-		ing.size = n
 		return ing, false, nil
 	}
+}
+
+// load reads what a partial file of size bytes holds, and hashes its
+// prefix. Without a sidecar the whole file is the prefix (one stream wrote
+// it). With one, the sidecar's ranges are what was written; a range past
+// the end of the file is a damaged sidecar (an error: start again).
+func (ing *ingest) load(size int64) error {
+	b, err := os.ReadFile(ing.side)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		n, err := io.Copy(ing.h, ing.f)
+		ing.size = n
+		return err
+	case err != nil:
+		return err
+	}
+	ing.hasSide = true
+	if ing.done, err = parseSegments(b); err != nil {
+		return err
+	}
+	var prefix int64
+	for i, sp := range ing.done {
+		if sp.b > size {
+			return fmt.Errorf("%s: range %d-%d is past the end of the partial file (%d bytes)", ing.side, sp.a, sp.b, size)
+		}
+		if i == 0 && sp.a == 0 {
+			prefix = sp.b
+		}
+	}
+	n, err := io.CopyN(ing.h, ing.f, prefix)
+	ing.size = n
+	return err
+}
+
+// sidecarMagic is the first line of a sidecar file.
+const sidecarMagic = "bundle ingest segments v1"
+
+// maxSidecarSpans bounds what a sidecar may list (a download makes a few).
+const maxSidecarSpans = 4096
+
+// parseSegments reads a sidecar: its magic line, one "a b" line per range
+// [a, b) written, in order, then "crc32 <hex>" of all that came before.
+func parseSegments(b []byte) ([]span, error) {
+	text := string(b)
+	i := strings.LastIndex(strings.TrimSuffix(text, "\n"), "\n")
+	if i < 0 || !strings.HasSuffix(text, "\n") {
+		return nil, errors.New("bad sidecar: no checksum line")
+	}
+	body, sum := text[:i+1], strings.TrimSuffix(text[i+1:], "\n")
+	if sum != fmt.Sprintf("crc32 %08x", crc32.ChecksumIEEE([]byte(body))) {
+		return nil, errors.New("bad sidecar: checksum mismatch")
+	}
+	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	if lines[0] != sidecarMagic {
+		return nil, errors.New("bad sidecar: unknown format")
+	}
+	if len(lines)-1 > maxSidecarSpans {
+		return nil, errors.New("bad sidecar: too many ranges")
+	}
+	spans := []span{}
+	var end int64
+	for _, l := range lines[1:] {
+		as, bs, ok := strings.Cut(l, " ")
+		a, err1 := strconv.ParseInt(as, 10, 64)
+		b, err2 := strconv.ParseInt(bs, 10, 64)
+		if !ok || err1 != nil || err2 != nil || a < end || b <= a || (len(spans) > 0 && a == end) {
+			return nil, fmt.Errorf("bad sidecar: range %q", l)
+		}
+		spans = append(spans, span{a, b})
+		end = b
+	}
+	return spans, nil
+}
+
+// formatSegments is the sidecar text for spans (sorted, disjoint, not
+// adjacent).
+func formatSegments(spans []span) []byte {
+	var b strings.Builder
+	b.WriteString(sidecarMagic + "\n")
+	for _, sp := range spans {
+		fmt.Fprintf(&b, "%d %d\n", sp.a, sp.b)
+	}
+	fmt.Fprintf(&b, "crc32 %08x\n", crc32.ChecksumIEEE([]byte(b.String())))
+	return []byte(b.String())
+}
+
+// saveSegments replaces the sidecar by one listing spans, atomically (a
+// temp file renamed): a killed run leaves the old one or the new one.
+func (ing *ingest) saveSegments(spans []span) error {
+	tmp := ing.side + ".tmp"
+	if err := os.WriteFile(tmp, formatSegments(spans), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, ing.side); err != nil {
+		return err
+	}
+	ing.hasSide = true
+	return nil
+}
+
+// dropSegments turns a partial written by segments into one for a single
+// stream: only its hashed prefix is kept, and the sidecar goes.
+func (ing *ingest) dropSegments() error {
+	if !ing.hasSide {
+		return nil
+	}
+	if err := ing.f.Truncate(ing.size); err != nil {
+		return err
+	}
+	if _, err := ing.f.Seek(ing.size, io.SeekStart); err != nil {
+		return err
+	}
+	if err := ing.removeSide(); err != nil {
+		return err
+	}
+	ing.hasSide, ing.done = false, nil
+	return nil
+}
+
+// removeSide removes the sidecar, and its temp file if a kill left one.
+func (ing *ingest) removeSide() error {
+	_ = os.Remove(ing.side + ".tmp")
+	return removeIfExists(ing.side)
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // lockFile takes an exclusive flock on f, polling so that ctx can end the
@@ -196,6 +340,9 @@ func (ing *ingest) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// reset empties the partial file. The sidecar goes after the bytes: a run
+// killed between leaves a sidecar claiming bytes past the end of an empty
+// file, which load rejects.
 func (ing *ingest) reset() error {
 	if err := ing.f.Truncate(0); err != nil {
 		return err
@@ -205,6 +352,10 @@ func (ing *ingest) reset() error {
 	}
 	ing.h.Reset()
 	ing.size = 0
+	if err := ing.removeSide(); err != nil {
+		return err
+	}
+	ing.hasSide, ing.done = false, nil
 	return nil
 }
 
@@ -224,6 +375,12 @@ func (c *Cache) finish(ing *ingest, want v1.Hash, size int64) error {
 		return &DigestError{Digest: want, Got: got}
 	}
 	name := ing.f.Name()
+	// Every byte is written: without its sidecar the partial is read as
+	// the complete prefix it is, should a kill come before the rename.
+	if err := ing.removeSide(); err != nil {
+		ing.close()
+		return fmt.Errorf("storing blob %s in the cache: %w", want, err)
+	}
 	// No fsync here: a crash can leave a renamed blob whose pages never
 	// reached the disk, so every reader re-hashes a blob it did not just
 	// download itself (tarball.Write does). That is cheaper than one fsync

@@ -53,6 +53,20 @@ type Options struct {
 	// it is dropped and resumed with a Range request; zero means
 	// DefaultStallTimeout.
 	StallTimeout time.Duration
+	// SegmentThreshold is the blob size from which a download is split
+	// into segments: Range requests made at once, each on its own
+	// connection, so that a server's per-connection rate does not bound a
+	// big layer. Zero means DefaultSegmentThreshold; negative, never.
+	SegmentThreshold int64
+	// Segments is the most connections one blob download uses. Zero means
+	// DefaultSegments; 1, never split.
+	Segments int
+	// MaxConns bounds the connections that the client's blob downloads
+	// hold together: every download has one, and a segment gets a
+	// connection of its own only while fewer than MaxConns are held (a
+	// download that starts when none is left takes one from a segment).
+	// Zero means DefaultMaxConns.
+	MaxConns int
 }
 
 // DefaultStallTimeout is used when Options.StallTimeout is zero.
@@ -71,9 +85,15 @@ type Client struct {
 	cache    *Cache
 	stall    time.Duration
 
-	mu     sync.Mutex
-	repos  map[string]*repoTransport
-	stored map[string]bool // blobs this client put in the cache
+	segThreshold int64 // 0: no segments
+	segments     int
+	conns        *connBudget
+	saveEvery    int64 // bytes between saves of a segmented download's sidecar
+
+	mu      sync.Mutex
+	repos   map[string]*repoTransport
+	stored  map[string]bool // blobs this client put in the cache
+	noRange map[string]bool // registries that answered a Range with 200
 }
 
 type repoTransport struct {
@@ -94,6 +114,24 @@ func New(opts Options) *Client {
 		stored:   map[string]bool{},
 		cache:    opts.Cache,
 		stall:    opts.StallTimeout,
+		noRange:  map[string]bool{},
+
+		segThreshold: opts.SegmentThreshold,
+		segments:     opts.Segments,
+		conns:        newConnBudget(opts.MaxConns),
+		saveEvery:    defaultSaveEvery,
+	}
+	if c.segThreshold == 0 {
+		c.segThreshold = DefaultSegmentThreshold
+	}
+	if c.segments == 0 {
+		c.segments = DefaultSegments
+	}
+	if c.segThreshold < 0 || c.segments < 2 {
+		c.segThreshold, c.segments = 0, 1
+	}
+	if c.conns.max <= 0 {
+		c.conns.max = DefaultMaxConns
 	}
 	if c.stall <= 0 {
 		c.stall = DefaultStallTimeout
@@ -110,8 +148,8 @@ func New(opts Options) *Client {
 	for _, h := range opts.Insecure {
 		c.insecure[h] = true
 	}
-	c.base = c.newRetry(newHTTPTransport(false))
-	c.baseTLS = c.newRetry(newHTTPTransport(true))
+	c.base = c.newRetry(protoSplit{h2: newHTTPTransport(false), h1: newHTTP1Transport(false)})
+	c.baseTLS = c.newRetry(protoSplit{h2: newHTTPTransport(true), h1: newHTTP1Transport(true)})
 	return c
 }
 
@@ -133,6 +171,33 @@ func newHTTPTransport(skipVerify bool) *http.Transport {
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure
 	}
 	return t
+}
+
+// newHTTP1Transport is newHTTPTransport without HTTP/2: one request per
+// TCP connection at a time.
+func newHTTP1Transport(skipVerify bool) *http.Transport {
+	t := newHTTPTransport(skipVerify)
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // not nil: no HTTP/2
+	return t
+}
+
+// segmentKey marks, in a request's context, a request of a segmented
+// download. Those go over HTTP/1.1: over HTTP/2 they would all share one
+// TCP connection, and with it the per-connection rate they are meant to
+// get around.
+type segmentKey struct{}
+
+// protoSplit sends segments' HTTPS requests to h1 and the others to h2
+// (over plain HTTP, h2 speaks HTTP/1.1 too, and has the idle connections).
+// It sits under the auth transport, so both share one token.
+type protoSplit struct{ h2, h1 http.RoundTripper }
+
+func (p protoSplit) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "https" && req.Context().Value(segmentKey{}) != nil {
+		return p.h1.RoundTrip(req)
+	}
+	return p.h2.RoundTrip(req)
 }
 
 func (c *Client) newRetry(inner http.RoundTripper) http.RoundTripper {

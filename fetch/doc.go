@@ -8,7 +8,9 @@
 // go-containerregistry's remote and transport packages. This package adds
 // what they lack for unattended air-gap exports: retries that honour
 // Retry-After, blob downloads that resume a broken body with a Range
-// request, and a cache that only ever holds verified blobs.
+// request, big blobs fetched as several Range requests at once (segments,
+// within a client-wide connection budget), and a cache that only ever
+// holds verified blobs.
 //
 // Specs followed: the OCI distribution spec
 // (https://github.com/opencontainers/distribution-spec/blob/main/spec.md)
