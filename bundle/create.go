@@ -178,7 +178,24 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := resolveAll(ctx, client, targets, opts)
+	// Downloads start as each image resolves (not with a delta or an
+	// unchanged check: what to download is known only once all have).
+	dctx, cancel := context.WithCancel(ctx)
+	src := newDownloader(dctx, client, cache, opts.Jobs)
+	defer func() { cancel(); src.close(); src.wait() }()
+	var early func(*resolved)
+	if have == nil {
+		early = func(r *resolved) {
+			for _, pm := range r.image.Manifests {
+				for _, h := range pm.Layers {
+					if b, ok := r.blobs[h]; ok && !cache.Has(h, b.Size) {
+						src.add(r.from.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.image.Ref, true)
+					}
+				}
+			}
+		}
+	}
+	res, err := resolveAll(ctx, client, targets, opts, early)
 	if err != nil {
 		return nil, err
 	}
@@ -238,11 +255,14 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	for _, h := range layout.Blobs {
 		b := idx.Blobs[h]
 		result.BlobBytes += b.Size
-		if cache.Has(h, b.Size) {
+		switch {
+		case src.has(h):
+			toDownload += b.Size // downloading already, or downloaded
+		case cache.Has(h, b.Size):
 			if !client.StoredThisRun(h) {
 				result.BlobsFromCache++
 			}
-		} else {
+		default:
 			toDownload += b.Size
 			missing = append(missing, h)
 		}
@@ -250,8 +270,6 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	result.Blobs = len(layout.Blobs)
 	opts.Progress.Planned(len(layout.Blobs), result.BlobBytes, toDownload)
 
-	dctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	if fo, ok := out.(failingOutput); ok {
 		// A write that fails (a full disk) stops the downloads at once:
 		// the writer may be waiting for one.
@@ -263,7 +281,11 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 			}
 		}()
 	}
-	src := newDownloader(dctx, client, cache, idx, repoOf, users, missing, opts.Jobs)
+	for _, h := range missing {
+		b := idx.Blobs[h]
+		src.add(repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, users[h], b.DiffID != nil || b.MediaType.IsLayer())
+	}
+	src.close()
 
 	var w io.Writer = opts.Stdout
 	if out != nil {
@@ -444,7 +466,9 @@ func filterTags(all []string, re *regexp.Regexp) []string {
 }
 
 // resolveAll resolves every target in parallel, keeping their order.
-func resolveAll(ctx context.Context, client *fetch.Client, targets []target, opts CreateOptions) ([]*resolved, error) {
+// resolveAll resolves every target, Jobs at a time, and calls early (when
+// not nil) with each as soon as it is resolved.
+func resolveAll(ctx context.Context, client *fetch.Client, targets []target, opts CreateOptions, early func(*resolved)) ([]*resolved, error) {
 	res := make([]*resolved, len(targets))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
@@ -458,6 +482,9 @@ func resolveAll(ctx context.Context, client *fetch.Client, targets []target, opt
 				return fmt.Errorf("image %s (%s): %w", manifests.FullName(t.ref), t.pos, err)
 			}
 			res[i] = r
+			if early != nil {
+				early(r)
+			}
 			plats := make([]string, 0, len(r.image.Manifests))
 			for _, m := range r.image.Manifests {
 				plats = append(plats, m.Platform)
@@ -649,87 +676,131 @@ func makeLock(spec *manifests.Spec, res []*resolved) *manifests.Lock {
 }
 
 // downloader fetches blobs into the cache with a pool of workers, in the
-// order the writer needs them, and lets the writer open each when ready.
+// order they are added (as images resolve, then in the order the writer
+// needs them), and lets the writer open each when ready.
 type downloader struct {
 	ctx    context.Context
+	client *fetch.Client
 	cache  *fetch.Cache
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  []download
+	closed bool // no more adds
 	done   map[v1.Hash]chan struct{}
 	errs   map[v1.Hash]error
-	mu     sync.Mutex
 	first  error
-	wg     sync.WaitGroup
 	count  struct{ blobs, layers int }
-	users  map[v1.Hash]string
-	layers map[v1.Hash]bool
 }
 
-func newDownloader(ctx context.Context, client *fetch.Client, cache *fetch.Cache, idx *tarball.Index, repoOf map[v1.Hash]name.Repository, users map[v1.Hash]string, missing []v1.Hash, jobs int) *downloader {
-	d := &downloader{ctx: ctx, cache: cache, done: map[v1.Hash]chan struct{}{}, errs: map[v1.Hash]error{}, users: users, layers: map[v1.Hash]bool{}}
-	for _, h := range missing {
-		d.done[h] = make(chan struct{})
-		d.layers[h] = idx.Blobs[h].DiffID != nil || idx.Blobs[h].MediaType.IsLayer()
-	}
-	queue := make(chan v1.Hash)
-	for range min(jobs, max(len(missing), 1)) {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			for h := range queue {
-				b := idx.Blobs[h]
-				_, err := client.FetchBlob(ctx, repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType})
-				d.mu.Lock()
-				if err != nil {
-					// Only a download that failed by itself is the run's
-					// error; one cancelled (the write failed, or the run was
-					// interrupted) is not.
-					if ctx.Err() == nil {
-						err = fmt.Errorf("image %s: %w", users[h], err) // err names the blob
-						if d.first == nil {
-							d.first = err
-						}
-					}
-					d.errs[h] = err
-				} else {
-					d.count.blobs++
-					if d.layers[h] {
-						d.count.layers++
-					}
-				}
-				d.mu.Unlock()
-				close(d.done[h])
-			}
-		}()
-	}
-	go func() {
-		defer close(queue)
-		for _, h := range missing {
-			select {
-			case queue <- h:
-			case <-ctx.Done():
-				// Unblock the writer for blobs never started.
-				d.mu.Lock()
-				for _, h2 := range missing {
-					if _, started := d.errs[h2]; !started {
-						select {
-						case <-d.done[h2]:
-						default:
-							d.errs[h2] = ctx.Err()
-						}
-					}
-				}
-				d.mu.Unlock()
-				return
+// download is one blob to fetch.
+type download struct {
+	repo  name.Repository
+	desc  v1.Descriptor
+	user  string // the first image using it, for errors
+	layer bool
+}
+
+// newDownloader starts jobs workers, which wait for add.
+func newDownloader(ctx context.Context, client *fetch.Client, cache *fetch.Cache, jobs int) *downloader {
+	d := &downloader{ctx: ctx, client: client, cache: cache, done: map[v1.Hash]chan struct{}{}, errs: map[v1.Hash]error{}}
+	d.cond = sync.NewCond(&d.mu)
+	stop := context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		// Unblock the writer for blobs never started.
+		for _, q := range d.queue {
+			if _, ok := d.errs[q.desc.Digest]; !ok {
+				d.errs[q.desc.Digest] = ctx.Err()
 			}
 		}
-	}()
+		d.queue = nil
+		d.cond.Broadcast()
+	})
+	for range max(jobs, 1) {
+		d.wg.Go(d.work)
+	}
+	go func() { d.wg.Wait(); stop() }()
 	return d
+}
+
+// add queues blob desc of repo for download, once; the writer's Open of
+// it then waits for the download.
+func (d *downloader) add(repo name.Repository, desc v1.Descriptor, user string, layer bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.done[desc.Digest]; ok || d.closed || d.ctx.Err() != nil {
+		return
+	}
+	d.done[desc.Digest] = make(chan struct{})
+	d.queue = append(d.queue, download{repo: repo, desc: desc, user: user, layer: layer})
+	d.cond.Signal()
+}
+
+// has reports whether blob h was added.
+func (d *downloader) has(h v1.Hash) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.done[h]
+	return ok
+}
+
+// close says nothing more will be added: the workers end once the queue
+// is empty.
+func (d *downloader) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	d.cond.Broadcast()
+}
+
+func (d *downloader) work() {
+	for {
+		d.mu.Lock()
+		for len(d.queue) == 0 && !d.closed && d.ctx.Err() == nil {
+			d.cond.Wait()
+		}
+		if len(d.queue) == 0 || d.ctx.Err() != nil {
+			d.mu.Unlock()
+			return
+		}
+		q := d.queue[0]
+		d.queue = d.queue[1:]
+		d.mu.Unlock()
+
+		_, err := d.client.FetchBlob(d.ctx, q.repo, q.desc)
+		h := q.desc.Digest
+		d.mu.Lock()
+		if err != nil {
+			// Only a download that failed by itself is the run's error;
+			// one cancelled (the write failed, or the run was
+			// interrupted) is not.
+			if d.ctx.Err() == nil {
+				err = fmt.Errorf("image %s: %w", q.user, err) // err names the blob
+				if d.first == nil {
+					d.first = err
+				}
+			}
+			d.errs[h] = err
+		} else {
+			d.count.blobs++
+			if q.layer {
+				d.count.layers++
+			}
+		}
+		d.mu.Unlock()
+		close(d.done[h])
+	}
 }
 
 // Open waits for h's download, if it has one, and opens it from the cache.
 // A blob downloaded (and so checked) by this run is reported verified; one
 // the cache already had is not, and the writer hashes it again.
 func (d *downloader) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, bool, error) {
+	d.mu.Lock()
 	ch, downloading := d.done[h]
+	d.mu.Unlock()
 	if downloading {
 		select {
 		case <-ch:
