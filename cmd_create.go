@@ -42,6 +42,8 @@ Examples:
 			&cli.StringFlag{Name: "docker-platform", Usage: "platform that manifest.json lists for multi-arch references (default: the first platform asked for)"},
 			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
 			&cli.DurationFlag{Name: "stall-timeout", Usage: "drop and resume (with a Range request) a blob download that receives nothing for this long", Value: fetch.DefaultStallTimeout},
+			&cli.IntFlag{Name: "segments", Usage: "Range requests at once for one large blob, when the registry caps each connection's rate (1: one stream)", Value: fetch.DefaultSegments},
+			&cli.StringFlag{Name: "segment-threshold", Usage: "blobs of at least `SIZE` are downloaded in segments (K, M, G = KiB, MiB, GiB)", Value: "64M"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
 		}, createVolumeFlags...), // cmd_create_volumes.go
@@ -75,6 +77,14 @@ func runCreate(c *cli.Context) error {
 	if err := createVolumeOptions(c, &opts); err != nil {
 		return err
 	}
+	if opts.Segments = c.Int("segments"); opts.Segments < 1 {
+		return usagef("--segments must be 1 or more (1: one stream per blob)")
+	}
+	n, err := parseSize(c.String("segment-threshold"))
+	if err != nil || n < 1 {
+		return usagef("--segment-threshold wants a size such as 64M (got %q)", c.String("segment-threshold"))
+	}
+	opts.SegmentThreshold = n
 	if r := c.Int("retries"); r > 0 {
 		opts.Retry = fetch.DefaultRetryPolicy
 		opts.Retry.Attempts = r

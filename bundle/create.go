@@ -67,8 +67,13 @@ type CreateOptions struct {
 	// StallTimeout drops and resumes a blob download that receives
 	// nothing for this long; zero means fetch.DefaultStallTimeout.
 	StallTimeout time.Duration
-	Progress     Progress
-	Creator      string // "bundle v0.1.0"
+	// Segments and SegmentThreshold: a blob of at least SegmentThreshold
+	// bytes is downloaded as up to Segments Range requests at once (zero:
+	// fetch's defaults; Segments 1: one stream).
+	Segments         int
+	SegmentThreshold int64
+	Progress         Progress
+	Creator          string // "bundle v0.1.0"
 
 	// Split volumes and gzip (volumes.go); delta bundles (delta.go).
 	OutputOptions
@@ -172,6 +177,9 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		UserAgent:    opts.Creator,
 		Cache:        cache,
 		StallTimeout: opts.StallTimeout,
+
+		Segments:         opts.Segments,
+		SegmentThreshold: opts.SegmentThreshold,
 	})
 
 	targets, err := expand(ctx, client, spec, lock)
