@@ -354,19 +354,24 @@ func TestReliabilityPersistentFaults(t *testing.T) {
 		name  string
 		fault testenv.Fault
 		want  []string // fragments of the error, besides the image
+		hits  int      // when not 0: the most requests the fault may see (--retries 3)
 	}{
 		{"503 on a layer", testenv.Fault{Mode: testenv.FaultStatus, Status: 503, Digest: s.own().String()},
-			[]string{s.own().String(), "503"}},
+			[]string{s.own().String(), "503"}, 3},
+		// Attempts do not multiply (they were 12 here): the transport's
+		// 3 tries are the blob's, each of which net/http may send twice
+		// (it replays an idempotent request once when a reused
+		// connection fails before any answer).
 		{"reset on every GET of a layer", testenv.Fault{Mode: testenv.FaultReset, After: -1, Digest: s.own().String()},
-			[]string{s.own().String(), "connection reset"}},
+			[]string{s.own().String(), "connection reset"}, 6},
 		{"corrupt layer", testenv.Fault{Mode: testenv.FaultCorrupt, Digest: s.own().String()},
-			[]string{s.own().String(), "digest mismatch"}},
+			[]string{s.own().String(), "digest mismatch"}, 0},
 		{"truncated config", testenv.Fault{Mode: testenv.FaultTruncate, Digest: cfg.String()},
-			[]string{cfg.String()}},
+			[]string{cfg.String()}, 0},
 		{"corrupt config", testenv.Fault{Mode: testenv.FaultCorrupt, Digest: cfg.String()},
-			[]string{cfg.String(), "digest mismatch"}},
+			[]string{cfg.String(), "digest mismatch"}, 0},
 		{"manifest 500", testenv.Fault{Mode: testenv.FaultStatus, Status: 500, Kind: testenv.KindManifest, Method: "GET"},
-			[]string{"500"}},
+			[]string{"500"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -383,6 +388,9 @@ func TestReliabilityPersistentFaults(t *testing.T) {
 			}
 			if rule.Hits() == 0 {
 				t.Fatal("the fault was never injected")
+			}
+			if tt.hits != 0 && rule.Hits() > tt.hits {
+				t.Errorf("the fault saw %d requests, want at most %d (--retries 3)", rule.Hits(), tt.hits)
 			}
 			msg := strings.TrimSpace(stderr)
 			if !strings.HasPrefix(msg, "bundle: error: ") || strings.Contains(msg, "\n") {

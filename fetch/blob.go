@@ -127,10 +127,11 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 			continue // complete or over-long: checked at the top
 		}
 		var se *statusError
+		var re *requestError
 		if ctx.Err() != nil {
 			return fail(ctx.Err()) // stopped on purpose: not a fault to retry
 		}
-		if errors.As(err, &se) || !retryableError(err) {
+		if errors.As(err, &se) || errors.As(err, &re) || !retryableError(err) {
 			return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
 		}
 		// The body broke off: resume from where it stopped. Count only
@@ -179,7 +180,7 @@ func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *i
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, &requestError{err: err}
 	}
 	defer resp.Body.Close()
 	// The stall clock runs on the body only: waits for headers are the
@@ -243,6 +244,15 @@ func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *i
 		}
 	}
 }
+
+// requestError is a blob request that failed before any answer came:
+// the retrying transport has tried it as often as the retry policy says,
+// so the download does not try it again (the attempts would multiply: 6
+// resumes of 6 tries each for a registry that resets every connection).
+type requestError struct{ err error }
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
 
 // StallError says a blob download received nothing for too long; it is
 // resumed like a broken connection.

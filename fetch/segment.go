@@ -391,10 +391,11 @@ func (d *segDownload) fetch(ctx context.Context, s *segment) error {
 			err = fmt.Errorf("registry sent no bytes for a range: %w", io.ErrUnexpectedEOF)
 		}
 		var se *statusError
+		var re *requestError // the transport has retried it already
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		if errors.Is(err, errRangeIgnored) || errors.As(err, &se) || !retryableError(err) {
+		if errors.Is(err, errRangeIgnored) || errors.As(err, &se) || errors.As(err, &re) || !retryableError(err) {
 			return err
 		}
 		if n == 0 {
@@ -431,7 +432,7 @@ func (d *segDownload) get(ctx context.Context, s *segment) (int64, error) {
 	req.Header.Set("Range", asked)
 	resp, err := d.hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, &requestError{err: err}
 	}
 	defer resp.Body.Close()
 	stalled := &StallError{URL: redact(d.u), After: d.c.stall}
