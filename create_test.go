@@ -302,6 +302,10 @@ func TestCreateErrors(t *testing.T) {
 			[]string{"bad.yaml:3:5", "platfrom"}},
 		{"missing tag", "images:\n  - " + app.Repository() + ":no-such-tag\n", nil, 1,
 			[]string{app.Repository() + ":no-such-tag", "bad.yaml:2:5"}},
+		// The good images' layers start downloading as they resolve; the
+		// missing one stops the run all the same.
+		{"missing tag after good images", "images:\n  - " + app.Ref + "\n  - " + seeded.Find(t, testenv.ImageAppB).Ref + "\n  - " + app.Repository() + ":no-such-tag\n", nil, 1,
+			[]string{app.Repository() + ":no-such-tag", "bad.yaml:4:5"}},
 		{"unreachable registry", "images:\n  - 127.0.0.1:1/nothing/here:1\n", []string{"--retries", "1"}, 1,
 			[]string{"127.0.0.1:1/nothing/here:1", "connect"}},
 		{"platform the image lacks", "platforms: [linux/s390x]\nimages:\n  - " + seeded.Find(t, testenv.ImageMulti).Ref + "\n", nil, 1,
@@ -333,6 +337,7 @@ func TestCreateErrors(t *testing.T) {
 			if tmp, _ := filepath.Glob(filepath.Join(dir, ".out.tar.tmp-*")); len(tmp) > 0 {
 				t.Errorf("temp files left: %v", tmp)
 			}
+			checkCache(t, filepath.Join(dir, "cache")) // only verified blobs
 		})
 	}
 	_ = reg
