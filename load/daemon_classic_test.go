@@ -236,30 +236,11 @@ func TestDaemonClassicHeldLayers(t *testing.T) {
 // is the second member's only, so the first guess of its size is wrong.
 func multiMemberLayer(t *testing.T) v1.Layer {
 	t.Helper()
-	one, err := random.Layer(20<<10, types.DockerLayer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := one.Uncompressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(rc)
+	raw := randomTar(t, 20<<10)
 	// The last member is 1 MiB of zeros (past the tar's end, as a tar
 	// may be padded): its trailer's size is a plausible guess for the
 	// whole blob, and wrong.
-	var gz bytes.Buffer
-	for _, part := range [][]byte{raw, make([]byte, 1<<20)} {
-		zw := gzip.NewWriter(&gz)
-		zw.Write(part)
-		zw.Close()
-	}
-	data := gz.Bytes()
-	l, err := gcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, gcrtarball.WithMediaType(types.DockerLayer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return gzipMembers(t, raw, make([]byte, 1<<20))
 }
 
 // A gzip layer whose trailer gives the wrong size (several members) makes
@@ -641,6 +622,25 @@ func testDaemonClassicReal(t *testing.T, inflate bool) {
 	}
 }
 
+// randomTar is an uncompressed layer tar of about n random bytes.
+func randomTar(t *testing.T, n int64) []byte {
+	t.Helper()
+	l, err := random.Layer(n, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // gzipMembers is a gzip layer made of one gzip member per part.
 func gzipMembers(t *testing.T, parts ...[]byte) v1.Layer {
 	t.Helper()
@@ -668,13 +668,7 @@ func TestDaemonClassicBombLimit(t *testing.T) {
 	old := inflateLimit
 	inflateLimit = func(compressed int64) int64 { return 2 << 20 }
 	t.Cleanup(func() { inflateLimit = old })
-	rnd := func(n int) []byte {
-		l, _ := random.Layer(int64(n), types.DockerLayer)
-		rc, _ := l.Uncompressed()
-		b, _ := io.ReadAll(rc)
-		return b
-	}
-	tarData := rnd(8 << 10)
+	tarData := randomTar(t, 8<<10)
 	for _, tc := range []struct {
 		name    string
 		layer   v1.Layer
@@ -682,7 +676,7 @@ func TestDaemonClassicBombLimit(t *testing.T) {
 		ok      bool
 	}{
 		{"trailer over the limit", gzipMembers(t, tarData, make([]byte, 4<<20)), false, false},
-		{"guess implausible, counted over the limit", gzipMembers(t, tarData, make([]byte, 4<<20), rnd(4<<10)), false, false},
+		{"guess implausible, counted over the limit", gzipMembers(t, tarData, make([]byte, 4<<20), randomTar(t, 4<<10)), false, false},
 		{"trailer lies", gzipMembers(t, tarData, make([]byte, 4<<20), make([]byte, 1<<20)), true, false},
 		{"guess implausible, within the limit", gzipMembers(t, tarData[:len(tarData)/2], tarData[len(tarData)/2:]), false, true},
 	} {
