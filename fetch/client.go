@@ -291,16 +291,7 @@ func describe(err error) error {
 	if !errors.As(err, &te) {
 		return err
 	}
-	// transport.Error's own text ends with a Go map of details; keep the
-	// registry's codes and messages only.
-	var parts []string
-	for _, d := range te.Errors {
-		parts = append(parts, string(d.Code)+": "+d.Message)
-	}
-	if len(parts) == 0 {
-		parts = append(parts, fmt.Sprintf("%d %s", te.StatusCode, http.StatusText(te.StatusCode)))
-	}
-	msg := strings.Join(parts, "; ")
+	msg := RegistryMessage(te)
 	if te.Request != nil {
 		msg = te.Request.Method + " " + redact(te.Request.URL.String()) + ": " + msg
 	}
@@ -313,6 +304,21 @@ func describe(err error) error {
 		msg = "not found: " + msg
 	}
 	return &registryError{msg: msg, err: te}
+}
+
+// RegistryMessage is what a registry's error answer says, in one line:
+// its codes and messages ("MANIFEST_UNKNOWN: manifest unknown"), or its
+// status when it has none. (transport.Error's own text ends with a Go map
+// of details.)
+func RegistryMessage(te *transport.Error) string {
+	var parts []string
+	for _, d := range te.Errors {
+		parts = append(parts, string(d.Code)+": "+d.Message)
+	}
+	if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("%d %s", te.StatusCode, http.StatusText(te.StatusCode)))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // registryError is a registry's error answer, told in one line.

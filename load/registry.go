@@ -777,14 +777,7 @@ func describe(err error) error {
 		}
 		return err
 	}
-	var parts []string
-	for _, d := range te.Errors {
-		parts = append(parts, string(d.Code)+": "+d.Message)
-	}
-	if len(parts) == 0 {
-		parts = append(parts, fmt.Sprintf("%d %s", te.StatusCode, http.StatusText(te.StatusCode)))
-	}
-	msg := strings.Join(parts, "; ")
+	msg := fetch.RegistryMessage(te)
 	if te.Request != nil {
 		u := te.Request.URL.String()
 		if i := strings.IndexByte(u, '?'); i >= 0 {
