@@ -82,10 +82,3 @@ func TestGzipBomb(t *testing.T) {
 		t.Errorf("16 MiB of zeros: read %d: %v", n, err)
 	}
 }
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
-}
