@@ -473,9 +473,8 @@ func filterTags(all []string, re *regexp.Regexp) []string {
 	return out
 }
 
-// resolveAll resolves every target in parallel, keeping their order.
-// resolveAll resolves every target, Jobs at a time, and calls early (when
-// not nil) with each as soon as it is resolved.
+// resolveAll resolves every target, Jobs at a time, keeping their order,
+// and calls early (when not nil) with each as soon as it is resolved.
 func resolveAll(ctx context.Context, client *fetch.Client, targets []target, opts CreateOptions, early func(*resolved)) ([]*resolved, error) {
 	res := make([]*resolved, len(targets))
 	g, gctx := errgroup.WithContext(ctx)

@@ -414,7 +414,8 @@ func shallowLayers(ctx context.Context, opts LoadOptions, target load.Target, b 
 			}
 		}
 	}
-	if in, ok := target.(load.Inflater); ok && len(todo) > 0 {
+	// A dry run decompresses nothing: its verify pass does it all.
+	if in, ok := target.(load.Inflater); ok && len(todo) > 0 && !opts.DryRun {
 		if inflated, err = in.InflatesLayers(ctx, b, todo); err != nil {
 			return nil, nil
 		}
