@@ -694,7 +694,8 @@ func TestReliabilityDiskFull(t *testing.T) {
 	pinned := s.seeded.Find(t, testenv.ImagePinned).Layers[0]
 	out := filepath.Join(small, "images.tar")
 	var run func(yaml string) (string, int)
-	if mountTmpfs(t, small, 0, "1m") {
+	tmpfs := mountTmpfs(t, small, 0, "1m")
+	if tmpfs {
 		run = func(yaml string) (string, int) {
 			_, stderr, code := bundleCLI(t, "create", "-q", "-f", yaml, "-o", out, "--cache", cache)
 			return stderr, code
@@ -737,6 +738,37 @@ func TestReliabilityDiskFull(t *testing.T) {
 	}
 	t.Logf("%s (%s)", msg, time.Since(start).Round(time.Millisecond))
 	noTemp(t, out)
+
+	// The same with split volumes and with --gzip: the write error, not
+	// the downloads it cancelled, and no volume or .tar.gz left.
+	for _, extra := range [][]string{{"--split", "256K"}, {"--gzip"}} {
+		o := out
+		if extra[0] == "--gzip" {
+			o = out + ".gz"
+		}
+		args := append([]string{"create", "-q", "-f", all, "-o", o, "--cache", cache}, extra...)
+		if !tmpfs {
+			break // the prlimit way is checked above, for the plain file
+		}
+		start := time.Now()
+		_, stderr, code := bundleCLI(t, args...)
+		msg := strings.TrimSpace(stderr)
+		if code != 1 || !strings.HasPrefix(msg, "bundle: error: writing ") || !strings.Contains(msg, "no space left on device") || strings.Contains(msg, "\n") {
+			t.Errorf("%v: exit %d, want 1 and one line 'bundle: error: writing …: no space left on device', got:\n%s", extra, code, stderr)
+		}
+		if left, _ := filepath.Glob(filepath.Join(small, "images.tar.*")); len(left) > 0 {
+			var names []string
+			for _, l := range left {
+				if !strings.HasSuffix(l, ".sha256") {
+					names = append(names, filepath.Base(l))
+				}
+			}
+			if len(names) > 0 {
+				t.Errorf("%v: left %v", extra, names)
+			}
+		}
+		t.Logf("%v: %s (%s)", extra, msg, time.Since(start).Round(time.Millisecond))
+	}
 	now, _ := os.ReadFile(out)
 	nowSum, _ := os.ReadFile(out + ".sha256")
 	if !bytes.Equal(prev, now) || !bytes.Equal(prevSum, nowSum) || len(prev) == 0 {
