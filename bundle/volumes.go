@@ -74,7 +74,7 @@ func openBundleOutput(opts CreateOptions) (bundleOutput, error) {
 		out.abort()
 		return nil, err
 	}
-	return &gzipOutput{zw: zw, inner: out}, nil
+	return &gzipOutput{zw: zw, inner: out, name: opts.Output}, nil
 }
 
 // outputVolumes lists the volumes an output wrote, if it is split.
@@ -93,6 +93,7 @@ func outputVolumes(out bundleOutput) []VolumeSummary {
 type gzipOutput struct {
 	zw    *pgzip.Writer
 	inner bundleOutput
+	name  string // the output, for messages
 	done  bool
 }
 
@@ -103,6 +104,11 @@ func (g *gzipOutput) writeErr() error              { return g.inner.writeErr() }
 func (g *gzipOutput) commit() (string, int64, error) {
 	g.done = true
 	if err := g.zw.Close(); err != nil {
+		// Writing failed (a full disk) while pgzip flushed its blocks:
+		// say so as a write error of the output, as when it fails sooner.
+		if werr := g.inner.writeErr(); werr != nil {
+			return "", 0, fmt.Errorf("writing %s: %w", g.name, werr)
+		}
 		return "", 0, fmt.Errorf("compressing the bundle: %w", err)
 	}
 	return g.inner.commit()
