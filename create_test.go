@@ -303,8 +303,8 @@ func TestCreateErrors(t *testing.T) {
 		{"missing tag", "images:\n  - " + app.Repository() + ":no-such-tag\n", nil, 1,
 			[]string{app.Repository() + ":no-such-tag", "bad.yaml:2:5"}},
 		// The good images' layers start downloading as they resolve; the
-		// missing one stops the run all the same.
-		{"missing tag after good images", "images:\n  - " + app.Ref + "\n  - " + seeded.Find(t, testenv.ImageAppB).Ref + "\n  - " + app.Repository() + ":no-such-tag\n", nil, 1,
+		// missing one stops the run all the same (-q: no "resolved" lines).
+		{"missing tag after good images", "images:\n  - " + app.Ref + "\n  - " + seeded.Find(t, testenv.ImageAppB).Ref + "\n  - " + app.Repository() + ":no-such-tag\n", []string{"-q"}, 1,
 			[]string{app.Repository() + ":no-such-tag", "bad.yaml:4:5"}},
 		{"unreachable registry", "images:\n  - 127.0.0.1:1/nothing/here:1\n", []string{"--retries", "1"}, 1,
 			[]string{"127.0.0.1:1/nothing/here:1", "connect"}},
