@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
@@ -59,8 +61,14 @@ func (v *verifier) indexChecks() {
 	idx := v.idx
 	v.usedBy = map[v1.Hash][]string{}
 	v.roles = map[v1.Hash]role{}
+	v.byManifest = map[v1.Hash][]manifestUse{}
+	v.byTop = map[v1.Hash][]int{}
 	refs := map[string]bool{}
-	for _, im := range idx.Images {
+	for i, im := range idx.Images {
+		v.byTop[im.Digest] = append(v.byTop[im.Digest], i)
+		for k, pm := range im.Manifests {
+			v.byManifest[pm.Digest] = append(v.byManifest[pm.Digest], manifestUse{i, k})
+		}
 		if refs[im.Ref] {
 			v.add(Finding{Code: CodeIndex, Entry: tarball.IndexFile, Images: []string{im.Ref}, Problem: "the reference is listed twice"})
 		}
@@ -264,25 +272,21 @@ func (v *verifier) checkManifest(j *blobJob) {
 		layers[i] = l.Digest
 		v.checkChild(j, "manifest", l)
 	}
-	for _, im := range v.idx.Images {
-		for _, pm := range im.Manifests {
-			if pm.Digest != j.digest {
-				continue
-			}
-			if pm.Config != m.Config.Digest {
-				v.add(Finding{Code: CodeMismatch, Entry: j.name, Images: []string{im.Ref}, Problem: "the manifest's config is not the one bundle.json lists",
-					Got: m.Config.Digest.String(), Want: pm.Config.String()})
-			}
-			if len(pm.Layers) != len(layers) {
-				v.add(Finding{Code: CodeMismatch, Entry: j.name, Images: []string{im.Ref}, Problem: "the manifest's layer count is not the one bundle.json lists",
-					Got: fmt.Sprint(len(layers)), Want: fmt.Sprint(len(pm.Layers))})
-				continue
-			}
-			for i := range layers {
-				if layers[i] != pm.Layers[i] {
-					v.add(Finding{Code: CodeMismatch, Entry: j.name, Images: []string{im.Ref}, Problem: fmt.Sprintf("the manifest's layer %d is not the one bundle.json lists", i),
-						Got: layers[i].String(), Want: pm.Layers[i].String()})
-				}
+	for _, u := range v.byManifest[j.digest] {
+		im, pm := &v.idx.Images[u.image], &v.idx.Images[u.image].Manifests[u.manifest]
+		if pm.Config != m.Config.Digest {
+			v.add(Finding{Code: CodeMismatch, Entry: j.name, Images: []string{im.Ref}, Problem: "the manifest's config is not the one bundle.json lists",
+				Got: m.Config.Digest.String(), Want: pm.Config.String()})
+		}
+		if len(pm.Layers) != len(layers) {
+			v.add(Finding{Code: CodeMismatch, Entry: j.name, Images: []string{im.Ref}, Problem: "the manifest's layer count is not the one bundle.json lists",
+				Got: fmt.Sprint(len(layers)), Want: fmt.Sprint(len(pm.Layers))})
+			continue
+		}
+		for i := range layers {
+			if layers[i] != pm.Layers[i] {
+				v.add(Finding{Code: CodeMismatch, Entry: j.name, Images: []string{im.Ref}, Problem: fmt.Sprintf("the manifest's layer %d is not the one bundle.json lists", i),
+					Got: layers[i].String(), Want: pm.Layers[i].String()})
 			}
 		}
 	}
@@ -330,8 +334,9 @@ func (v *verifier) checkPlatform(j, cj *blobJob) {
 	if cp.OS == "" || cp.Architecture == "" {
 		return
 	}
-	for _, im := range v.idx.Images {
-		if im.MediaType.IsIndex() || im.Digest != j.digest {
+	for _, i := range v.byTop[j.digest] {
+		im := &v.idx.Images[i]
+		if im.MediaType.IsIndex() {
 			continue
 		}
 		for _, pm := range im.Manifests {
@@ -370,10 +375,8 @@ func (v *verifier) checkIndex(j *blobJob) {
 			v.checkChild(j, "index", d) // platforms not selected are not carried
 		}
 	}
-	for _, im := range v.idx.Images {
-		if im.Digest != j.digest {
-			continue
-		}
+	for _, i := range v.byTop[j.digest] {
+		im := &v.idx.Images[i]
 		for _, pm := range im.Manifests {
 			d, ok := children[pm.Digest]
 			if !ok {
@@ -398,9 +401,17 @@ func (v *verifier) checkIndex(j *blobJob) {
 // descriptor gives, before the parent in the file.
 func (v *verifier) checkChild(parent *blobJob, what string, d v1.Descriptor) {
 	name := tarball.BlobPath(d.Digest)
-	imgs := union(v.imagesOf(parent.digest), v.imagesOf(d.Digest))
+	// The images are listed only for a finding: a config or a base layer
+	// that thousands of images share has thousands.
+	var affected []string
+	imgs := func() []string {
+		if affected == nil {
+			affected = union(v.imagesOf(parent.digest), v.imagesOf(d.Digest))
+		}
+		return affected
+	}
 	if d.Digest.Algorithm != "sha256" {
-		v.add(Finding{Code: CodeInvalid, Entry: parent.name, Images: imgs, Problem: fmt.Sprintf("references %q, not a sha256 digest", d.Digest)})
+		v.add(Finding{Code: CodeInvalid, Entry: parent.name, Images: imgs(), Problem: fmt.Sprintf("references %q, not a sha256 digest", d.Digest)})
 		return
 	}
 	cj := v.byDigest[d.Digest]
@@ -409,34 +420,34 @@ func (v *verifier) checkChild(parent *blobJob, what string, d v1.Descriptor) {
 	switch {
 	case cj != nil:
 		if cj.res.complete && cj.res.size != d.Size {
-			v.add(Finding{Code: CodeSize, Entry: name, Images: imgs, Problem: fmt.Sprintf("size is not the one %s %s gives", what, parent.digest),
+			v.add(Finding{Code: CodeSize, Entry: name, Images: imgs(), Problem: fmt.Sprintf("size is not the one %s %s gives", what, parent.digest),
 				Got: fmt.Sprint(cj.res.size), Want: fmt.Sprint(d.Size)})
 		}
 		if cj.order > parent.order {
-			v.add(Finding{Code: CodeOrder, Entry: name, Images: imgs, Problem: fmt.Sprintf("comes after %s %s, which references it", what, parent.digest)})
+			v.add(Finding{Code: CodeOrder, Entry: name, Images: imgs(), Problem: fmt.Sprintf("comes after %s %s, which references it", what, parent.digest)})
 		}
 		if cm := cj.res.manifest; cm != nil && cm.MediaType != "" && d.MediaType != "" && cm.MediaType != d.MediaType {
-			v.add(Finding{Code: CodeMediaType, Entry: name, Images: imgs, Problem: fmt.Sprintf("the manifest's own mediaType is not the one %s %s gives", what, parent.digest),
+			v.add(Finding{Code: CodeMediaType, Entry: name, Images: imgs(), Problem: fmt.Sprintf("the manifest's own mediaType is not the one %s %s gives", what, parent.digest),
 				Got: string(cm.MediaType), Want: string(d.MediaType)})
 		}
 	case listed:
 		// reported by checkMissing
 	case ext:
 		if e.Size != d.Size {
-			v.add(Finding{Code: CodeSize, Entry: name, Images: imgs, Problem: fmt.Sprintf("size in bundle.json's external is not the one %s %s gives", what, parent.digest),
+			v.add(Finding{Code: CodeSize, Entry: name, Images: imgs(), Problem: fmt.Sprintf("size in bundle.json's external is not the one %s %s gives", what, parent.digest),
 				Got: fmt.Sprint(e.Size), Want: fmt.Sprint(d.Size)})
 		}
 	case !d.MediaType.IsDistributable():
 		return // a foreign layer, fetched from its URLs
 	case v.rep.Complete:
-		v.add(Finding{Code: CodeMissing, Entry: name, Images: imgs, Problem: fmt.Sprintf("referenced by %s %s, but neither in the file nor in bundle.json", what, parent.digest)})
+		v.add(Finding{Code: CodeMissing, Entry: name, Images: imgs(), Problem: fmt.Sprintf("referenced by %s %s, but neither in the file nor in bundle.json", what, parent.digest)})
 	}
 	mt := b.MediaType
 	if !listed {
 		mt = e.MediaType
 	}
 	if d.MediaType != "" && mt != "" && d.MediaType != mt {
-		v.add(Finding{Code: CodeMediaType, Entry: name, Images: imgs, Problem: fmt.Sprintf("media type in bundle.json is not the one %s %s gives", what, parent.digest),
+		v.add(Finding{Code: CodeMediaType, Entry: name, Images: imgs(), Problem: fmt.Sprintf("media type in bundle.json is not the one %s %s gives", what, parent.digest),
 			Got: string(mt), Want: string(d.MediaType)})
 	}
 }
@@ -565,7 +576,20 @@ func (v *verifier) checkDockerManifest(data []byte) {
 		v.add(Finding{Code: CodeInvalid, Entry: entry, Problem: fmt.Sprintf("does not parse: %v", err)})
 		return
 	}
-	byRef := v.imageByRef()
+	// The images that have each config and layers, by image, in order
+	// (each once), and each reference's image.
+	byKey := map[string][]int{}
+	byRef := map[string]int{}
+	for i, im := range v.idx.Images {
+		byRef[im.Ref] = i
+		for _, pm := range im.Manifests {
+			k := manifestKey(pm.Config, pm.Layers)
+			if l := byKey[k]; len(l) == 0 || l[len(l)-1] != i {
+				byKey[k] = append(l, i)
+			}
+		}
+	}
+	marked := map[string]bool{}   // keys whose images are in hasEntry
 	tagged := map[string]bool{}   // references tagged by some entry
 	hasEntry := map[string]bool{} // references whose image some entry loads
 	for i, e := range entries {
@@ -591,14 +615,15 @@ func (v *verifier) checkDockerManifest(data []byte) {
 		for _, h := range append([]v1.Hash{cfg}, layers...) {
 			v.requirePresent(h, entry, e.RepoTags...)
 		}
-		matched := false
-		for _, im := range v.idx.Images {
-			if imageHas(im, cfg, layers) {
-				matched = true
-				hasEntry[im.Ref] = true
+		key := manifestKey(cfg, layers)
+		users := byKey[key]
+		if !marked[key] {
+			marked[key] = true
+			for _, k := range users {
+				hasEntry[v.idx.Images[k].Ref] = true
 			}
 		}
-		if !matched {
+		if len(users) == 0 {
 			v.add(Finding{Code: CodeMismatch, Entry: entry, Images: e.RepoTags,
 				Problem: fmt.Sprintf("entry %d (config %s) is none of the image manifests in bundle.json", i, cfg)})
 		}
@@ -609,11 +634,11 @@ func (v *verifier) checkDockerManifest(data []byte) {
 				continue
 			}
 			full := manifests.FullName(r)
-			im, ok := byRef[full]
+			k, ok := byRef[full]
 			switch {
 			case !ok:
 				v.add(Finding{Code: CodeMismatch, Entry: entry, Images: []string{full}, Problem: fmt.Sprintf("entry %d tags %s, which bundle.json does not list", i, tag)})
-			case !imageHas(*im, cfg, layers):
+			case !sortedHas(users, k):
 				v.add(Finding{Code: CodeMismatch, Entry: entry, Images: []string{full},
 					Problem: fmt.Sprintf("entry %d tags %s on config %s, which is none of its manifests in bundle.json", i, tag, cfg)})
 			default:
@@ -633,27 +658,23 @@ func (v *verifier) checkDockerManifest(data []byte) {
 	}
 }
 
-// imageHas reports whether one of the image's manifests has this config
-// and these layers.
-func imageHas(im tarball.Image, cfg v1.Hash, layers []v1.Hash) bool {
-	for _, pm := range im.Manifests {
-		if pm.Config == cfg && equalHashes(pm.Layers, layers) {
-			return true
-		}
+// manifestKey identifies a config and its layers, as manifest.json
+// entries and bundle.json's manifests give them.
+func manifestKey(cfg v1.Hash, layers []v1.Hash) string {
+	var b strings.Builder
+	b.Grow(len(cfg.Hex) + 1 + len(layers)*65)
+	b.WriteString(cfg.String())
+	for _, l := range layers {
+		b.WriteByte(' ')
+		b.WriteString(l.String())
 	}
-	return false
+	return b.String()
 }
 
-func equalHashes(a, b []v1.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+// sortedHas reports whether the sorted list l holds x.
+func sortedHas(l []int, x int) bool {
+	_, ok := slices.BinarySearch(l, x)
+	return ok
 }
 
 func sortedHashes[T any](m map[v1.Hash]T) []v1.Hash {
@@ -674,22 +695,19 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// union returns a and the elements of b not in a.
+// union returns a and the elements of b not in a, each once.
 func union(a, b []string) []string {
 	if len(b) == 0 {
 		return a
 	}
-	out := append([]string(nil), a...)
-	for _, s := range b {
-		found := false
-		for _, t := range out {
-			if s == t {
-				found = true
-				break
+	out := make([]string, 0, len(a)+len(b))
+	seen := make(map[string]bool, len(a)+len(b))
+	for _, l := range [][]string{a, b} {
+		for _, s := range l {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
 			}
-		}
-		if !found {
-			out = append(out, s)
 		}
 	}
 	return out

@@ -95,6 +95,10 @@ type verifier struct {
 	// blob is.
 	usedBy map[v1.Hash][]string
 	roles  map[v1.Hash]role
+	// Where bundle.json lists each manifest (image and manifest, in
+	// order), and which images (by position) each top-level digest is.
+	byManifest map[v1.Hash][]manifestUse
+	byTop      map[v1.Hash][]int
 	// The blob entries in the order of the file; the first of each digest.
 	jobs     []*blobJob
 	byDigest map[v1.Hash]*blobJob
@@ -114,6 +118,10 @@ type verifier struct {
 	// (Options.ReaderAt).
 	skip []byte
 }
+
+// manifestUse is one of bundle.json's images[].manifests[]: the positions
+// of the image and of the manifest in it.
+type manifestUse struct{ image, manifest int }
 
 func (v *verifier) run(ctx context.Context, r io.Reader) error {
 	fh := newFileHasher(r, v.opts.Progress, v.opts.FileSHA256.Hex != "", v.volumeEnds())
