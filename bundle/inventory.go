@@ -13,6 +13,7 @@ import (
 
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/manifests"
+	"github.com/bundle-tool/bundle/verify"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -96,9 +97,13 @@ func TakeInventory(ctx context.Context, opts InventoryOptions) (*Inventory, *Inv
 type indexBlobs struct{ blobs map[v1.Hash]int64 }
 
 func bundleInventory(path string) (*indexBlobs, error) {
-	idx, _, err := ReadBundleIndex(path)
+	idx, bname, err := ReadBundleIndex(path)
 	if err != nil {
 		return nil, err
+	}
+	// What a load of it would refuse is no inventory of a target.
+	if err := verify.ReferenceError(idx); err != nil {
+		return nil, fmt.Errorf("%s: %w", bname, err)
 	}
 	out := &indexBlobs{blobs: map[v1.Hash]int64{}}
 	for d, b := range idx.Blobs {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -73,6 +74,9 @@ func (v *verifier) indexChecks() {
 			v.add(Finding{Code: CodeIndex, Entry: tarball.IndexFile, Images: []string{im.Ref}, Problem: "the reference is listed twice"})
 		}
 		refs[im.Ref] = true
+		for _, f := range referenceFindings(im) {
+			v.add(f)
+		}
 		uses := map[v1.Hash]bool{}
 		use := func(h v1.Hash, r role, size int64, mt types.MediaType, what string) {
 			if !uses[h] {
@@ -121,6 +125,32 @@ func (v *verifier) indexChecks() {
 			v.roles[h] = roleLayer
 		}
 	}
+}
+
+// CheckReferences checks every reference of bundle.json as a load parses
+// it (manifests.ParseReference), and that a reference pinned to a digest
+// ("repo@sha256:…") names an image of that digest: a bundle that maps it
+// to another image would have a load publish a lie under the pinned name.
+// Verify makes the same checks; List and a bundle's inventory, which read
+// bundle.json alone, use this.
+func CheckReferences(idx *tarball.Index) []Finding {
+	var out []Finding
+	for _, im := range idx.Images {
+		out = append(out, referenceFindings(im)...)
+	}
+	return out
+}
+
+func referenceFindings(im tarball.Image) []Finding {
+	r, err := manifests.ParseReference(im.Ref)
+	if err != nil {
+		return []Finding{{Code: CodeIndex, Entry: tarball.IndexFile, Images: []string{im.Ref}, Problem: fmt.Sprintf("the reference does not parse: %v", err)}}
+	}
+	if pinned, ok := r.(name.Digest); ok && pinned.DigestStr() != im.Digest.String() {
+		return []Finding{{Code: CodeIndex, Entry: tarball.IndexFile, Images: []string{im.Ref},
+			Problem: "the image's digest is not the one its reference pins", Got: im.Digest.String(), Want: pinned.DigestStr()}}
+	}
+	return nil
 }
 
 // claim checks what images[] says of a blob against blobs (or external).
@@ -519,6 +549,12 @@ func (v *verifier) checkOCIIndex(data []byte) {
 				Problem: fmt.Sprintf("descriptor %d: its %s is not its %s", i, tarball.AnnotationContainerdName, tarball.AnnotationRefName),
 				Got:     cname, Want: ref})
 		}
+		if r, err := manifests.ParseReference(ref); err == nil {
+			if pinned, ok := r.(name.Digest); ok && pinned.DigestStr() != d.Digest.String() {
+				v.add(Finding{Code: CodeMismatch, Entry: entry, Images: []string{ref},
+					Problem: fmt.Sprintf("descriptor %d: the digest is not the one its reference pins", i), Got: d.Digest.String(), Want: pinned.DigestStr()})
+			}
+		}
 		im, ok := byRef[ref]
 		if !ok {
 			v.add(Finding{Code: CodeMismatch, Entry: entry, Images: []string{ref}, Problem: "lists a reference that bundle.json does not"})
@@ -631,6 +667,11 @@ func (v *verifier) checkDockerManifest(data []byte) {
 			r, err := manifests.ParseReference(tag)
 			if err != nil {
 				v.add(Finding{Code: CodeInvalid, Entry: entry, Problem: fmt.Sprintf("entry %d: RepoTags has %q: %v", i, tag, err)})
+				continue
+			}
+			if _, isTag := r.(name.Tag); !isTag {
+				// docker load refuses to tag a digest reference.
+				v.add(Finding{Code: CodeInvalid, Entry: entry, Images: []string{manifests.FullName(r)}, Problem: fmt.Sprintf("entry %d: RepoTags has %q, a digest reference, not a tag", i, tag)})
 				continue
 			}
 			full := manifests.FullName(r)

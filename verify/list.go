@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"errors"
+	"fmt"
 	"io"
 
 	"github.com/bundle-tool/bundle/tarball"
@@ -57,13 +59,16 @@ type ListingTotals struct {
 }
 
 // List reads bundle.json, the first entry of the bundle in r, and nothing
-// more. Its errors are those of tarball.Reader (tarball.IsCorrupt tells a
+// more; it refuses a reference that a load would refuse (CheckReferences). Its errors are those of tarball.Reader (tarball.IsCorrupt tells a
 // damaged bundle from a file that could not be read).
 func List(r io.Reader) (*Listing, error) {
 	tr := tarball.NewReader(r)
 	defer tr.Close()
 	idx, err := tr.Index()
 	if err != nil {
+		return nil, err
+	}
+	if err := ReferenceError(idx); err != nil {
 		return nil, err
 	}
 	l := &Listing{
@@ -109,4 +114,20 @@ func List(r io.Reader) (*Listing, error) {
 	l.Totals.External = len(idx.External)
 	l.Totals.SavedBySharing = max(0, l.Totals.ImageBytes-l.Totals.Bytes)
 	return l, nil
+}
+
+// ReferenceError returns CheckReferences' findings as a
+// *tarball.CorruptError on bundle.json (tarball.IsCorrupt), or nil.
+func ReferenceError(idx *tarball.Index) error {
+	fs := CheckReferences(idx)
+	if len(fs) == 0 {
+		return nil
+	}
+	f := fs[0]
+	f.Entry = ""
+	msg := f.String()
+	if len(fs) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(fs)-1)
+	}
+	return &tarball.CorruptError{Entry: tarball.IndexFile, Err: errors.New(msg)}
 }
