@@ -862,6 +862,51 @@ func hostileFixtures() []hostileFixture {
 		{name: "duplicate-manifest-json.tar", why: "duplicate", data: func(t *testing.T) []byte {
 			return withEntry(t, bundletest.Entry{Name: tarball.DockerManifest, Data: []byte(`[]`)})
 		}},
+		// Every entry consistent, but the reference pinned to one image's
+		// digest is another image: a load would publish the lie under the
+		// pinned name.
+		{name: "pinned-digest-lie.tar", why: "pins", data: func(t *testing.T) []byte {
+			img, err := bundletest.RandomImage(512, 2, "linux/amd64", 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := bundletest.RandomImage(512, 1, "linux/amd64", 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := other.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/hostile@" + d.String(), Image: img})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := b.Bytes()
+			return data
+		}},
+		// A reference load cannot parse, sharing its image and manifest.json
+		// entry with a good one, named alike in index.json.
+		{name: "bad-reference.tar", why: "does not parse", data: func(t *testing.T) []byte {
+			const bad = "../../etc:1"
+			b := hostileBase(t)
+			b.Index.Images = append(b.Index.Images, b.Index.Images[0])
+			b.Index.Images[1].Ref = bad
+			if err := b.SetIndex(); err != nil {
+				t.Fatal(err)
+			}
+			i := b.Find(tarball.OCIIndexFile)
+			var ix v1.IndexManifest
+			if err := json.Unmarshal(b.Entries[i].Data, &ix); err != nil {
+				t.Fatal(err)
+			}
+			d := ix.Manifests[0]
+			d.Annotations = map[string]string{tarball.AnnotationRefName: bad, tarball.AnnotationContainerdName: bad}
+			ix.Manifests = append(ix.Manifests, d)
+			b.Entries[i].Data, _ = json.Marshal(ix)
+			data, _ := b.Bytes()
+			return data
+		}},
 		// Only the headers: the reader refuses the size before reading.
 		{name: "oversized-bundle-json.tar", why: "over the limit", data: func(t *testing.T) []byte {
 			var buf bytes.Buffer
@@ -1428,6 +1473,44 @@ func TestHostileOtherTools(t *testing.T) {
 			}
 			_, stderr, _ := bundleCLI(t, "load", "-i", f.path, "--to", "oci:"+h.ociNew)
 			t.Logf("%s", strings.TrimSpace(stderr))
+		})
+	}
+}
+
+// The reference fixtures (a pinned digest that is another image, a
+// reference that does not parse) are refused by every command that reads
+// a bundle, bundle.json alone (list, inventory) or all of it (verify):
+// exit 3, naming the reference. TestHostileLoad proves every load target
+// refuses them with nothing written.
+func TestHostileReferences(t *testing.T) {
+	for _, fx := range []struct{ name, why, ref string }{
+		{"pinned-digest-lie.tar", "pins", "docker.io/library/hostile@sha256:"},
+		{"bad-reference.tar", "does not parse", "../../etc:1"},
+	} {
+		t.Run(fx.name, func(t *testing.T) {
+			path := filepath.Join(hostileDir, fx.name)
+			if _, err := os.Stat(path); err != nil {
+				t.Fatalf("%v (go test -run TestHostileFixtures -update-hostile .)", err)
+			}
+			out := filepath.Join(t.TempDir(), "have.json")
+			for _, args := range [][]string{
+				{"verify", "-i", path},
+				{"verify", "--deep", "-i", path},
+				{"list", "-i", path},
+				{"inventory", "--from", path, "-o", out},
+			} {
+				stdout, stderr, code := bundleCLI(t, args...)
+				if code != exitCorrupt {
+					t.Errorf("bundle %s: exit %d, want %d:\n%s%s", strings.Join(args, " "), code, exitCorrupt, stdout, stderr)
+				}
+				if !strings.Contains(stdout+stderr, fx.why) || !strings.Contains(stdout+stderr, fx.ref) {
+					t.Errorf("bundle %s: output does not say %q of %s:\n%s%s", strings.Join(args, " "), fx.why, fx.ref, stdout, stderr)
+				}
+				noCrash(t, stdout, stderr)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("inventory wrote %s", out)
+			}
 		})
 	}
 }
