@@ -578,6 +578,9 @@ func resolve(ctx context.Context, client *fetch.Client, t target) (*resolved, er
 		if m.Descriptor.Size != cd.Size {
 			return nil, fmt.Errorf("manifest %s: index says %d bytes, registry served %d", cd.Digest, cd.Size, m.Descriptor.Size)
 		}
+		if cd.MediaType != "" && cd.MediaType != m.Descriptor.MediaType {
+			return nil, fmt.Errorf("manifest %s: index %s gives media type %s, the manifest's own is %s", cd.Digest, top.Descriptor.Digest, cd.MediaType, m.Descriptor.MediaType)
+		}
 		pm, err := imageManifest(ctx, client, repo, m, cd.Platform, r.blobs)
 		if err != nil {
 			return nil, err

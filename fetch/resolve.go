@@ -49,8 +49,16 @@ func (c *Client) GetManifest(ctx context.Context, ref name.Reference) (*Manifest
 	if dg, ok := ref.(name.Digest); ok && dg.DigestStr() != d.Digest.String() {
 		return nil, fmt.Errorf("fetching manifest of %s: registry served %s", ref, d.Digest)
 	}
-	if !d.MediaType.IsIndex() && !d.MediaType.IsImage() {
-		return nil, fmt.Errorf("fetching manifest of %s: unsupported media type %q", ref, d.MediaType)
+	// The manifest's own mediaType, part of the digested bytes, is what
+	// clients (docker, containerd, our verify) check; a Content-Type header
+	// saying otherwise is the registry's mistake. The header counts only
+	// when the body names none.
+	mt := d.MediaType
+	if own := ownMediaType(d.Manifest); own != "" {
+		mt = own
+	}
+	if !mt.IsIndex() && !mt.IsImage() {
+		return nil, fmt.Errorf("fetching manifest of %s: unsupported media type %q", ref, mt)
 	}
 	if !c.cache.Has(d.Digest, int64(len(d.Manifest))) {
 		if err := c.cache.Put(d.Digest, d.Manifest); err != nil {
@@ -59,7 +67,7 @@ func (c *Client) GetManifest(ctx context.Context, ref name.Reference) (*Manifest
 		c.markStored(d.Digest)
 	}
 	return &Manifest{
-		Descriptor: v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(d.Manifest))},
+		Descriptor: v1.Descriptor{MediaType: mt, Digest: d.Digest, Size: int64(len(d.Manifest))},
 		Raw:        d.Manifest,
 	}, nil
 }
@@ -80,13 +88,23 @@ func (c *Client) ManifestFromCache(d v1.Hash) (*Manifest, bool) {
 		_ = c.cache.Remove(d)
 		return nil, false
 	}
+	mt := ownMediaType(raw)
+	if !mt.IsIndex() && !mt.IsImage() {
+		return nil, false
+	}
+	return &Manifest{Descriptor: v1.Descriptor{MediaType: mt, Digest: d, Size: int64(len(raw))}, Raw: raw}, true
+}
+
+// ownMediaType is the mediaType a manifest or index names itself, or ""
+// when it names none (or is not JSON).
+func ownMediaType(raw []byte) types.MediaType {
 	var probe struct {
 		MediaType types.MediaType `json:"mediaType"`
 	}
-	if json.Unmarshal(raw, &probe) != nil || (!probe.MediaType.IsIndex() && !probe.MediaType.IsImage()) {
-		return nil, false
+	if json.Unmarshal(raw, &probe) != nil {
+		return ""
 	}
-	return &Manifest{Descriptor: v1.Descriptor{MediaType: probe.MediaType, Digest: d, Size: int64(len(raw))}, Raw: raw}, true
+	return probe.MediaType
 }
 
 // Head asks the registry which digest ref names now, without the body.
