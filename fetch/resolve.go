@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -183,8 +184,79 @@ func PlatformString(p *v1.Platform) string {
 // for ("os/arch[/variant]"; "all" keeps every child). A platform without a
 // variant matches any variant (linux/arm64 matches linux/arm64/v8). Each
 // platform asked for must match at least one child. Children are returned
-// in the index's order.
+// in the index's order, each digest once: an index may list one manifest
+// twice (as linux/amd64/v2 and as linux/amd64), and the descriptor
+// returned for it then carries the platform every entry of it satisfies
+// (linux/amd64).
 func SelectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, error) {
+	sel, err := selectManifests(idx, platforms)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Descriptor, 0, len(sel))
+	seen := map[v1.Hash]bool{}
+	for _, d := range sel {
+		if seen[d.Digest] {
+			continue
+		}
+		seen[d.Digest] = true
+		var entries []v1.Descriptor
+		for _, e := range idx.Manifests {
+			if e.Digest == d.Digest {
+				entries = append(entries, e)
+			}
+		}
+		if len(entries) > 1 {
+			p, err := commonPlatform(entries)
+			if err != nil {
+				return nil, err
+			}
+			d.Platform = p
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// commonPlatform is the most specific platform that the platform of every
+// one of entries (one manifest listed several times) satisfies: variant,
+// OS version and features are dropped where the entries differ. Entries
+// naming different OSes or architectures for one manifest contradict each
+// other. Entries without a platform say nothing.
+func commonPlatform(entries []v1.Descriptor) (*v1.Platform, error) {
+	var p *v1.Platform
+	for _, e := range entries {
+		if e.MediaType != entries[0].MediaType || e.Size != entries[0].Size {
+			return nil, fmt.Errorf("the index lists manifest %s twice, with different media types or sizes", e.Digest)
+		}
+		if e.Platform == nil {
+			continue
+		}
+		if p == nil {
+			c := *e.Platform
+			p = &c
+			continue
+		}
+		if e.Platform.OS != p.OS || e.Platform.Architecture != p.Architecture {
+			return nil, fmt.Errorf("the index lists manifest %s both as %s and as %s", e.Digest, PlatformString(p), PlatformString(e.Platform))
+		}
+		if e.Platform.Variant != p.Variant {
+			p.Variant = ""
+		}
+		if e.Platform.OSVersion != p.OSVersion {
+			p.OSVersion = ""
+		}
+		if !slices.Equal(e.Platform.OSFeatures, p.OSFeatures) {
+			p.OSFeatures = nil
+		}
+		if !slices.Equal(e.Platform.Features, p.Features) {
+			p.Features = nil
+		}
+	}
+	return p, nil
+}
+
+func selectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, error) {
 	var out []v1.Descriptor
 	if len(platforms) == 1 && platforms[0] == "all" {
 		for _, d := range idx.Manifests {
