@@ -555,6 +555,13 @@ func resolve(ctx context.Context, client *fetch.Client, t target) (*resolved, er
 		if err != nil {
 			return nil, err
 		}
+		// manifest.json lists it: docker load needs every layer a
+		// filesystem tar (an in-toto statement is one only in an index).
+		for _, l := range pm.Layers {
+			if mt := r.blobs[l].MediaType; !mt.IsLayer() {
+				return nil, fmt.Errorf("manifest %s has layer %s of media type %s, not a filesystem layer: not an image docker can load", top.Descriptor.Digest, l, mt)
+			}
+		}
 		// A config that names no platform cannot be checked: keep it.
 		if pm.Platform != "" && !(len(t.platforms) == 1 && t.platforms[0] == "all") && !platformWanted(pm.Platform, t.platforms) {
 			return nil, fmt.Errorf("the image is %s only; asked for %s", pm.Platform, strings.Join(t.platforms, ", "))
@@ -616,6 +623,17 @@ func imageManifest(ctx context.Context, client *fetch.Client, repo name.Reposito
 	mf, err := v1.ParseManifest(strings.NewReader(string(m.Raw)))
 	if err != nil {
 		return nil, fmt.Errorf("parsing manifest %s: %w", m.Descriptor.Digest, err)
+	}
+	// Only images: docker load of the whole bundle fails on one artifact
+	// (a Helm chart: "invalid image JSON, no RootFS key"), and verify
+	// cannot check what it does not know. An attestation manifest in an
+	// index has an image config, and is kept.
+	if !mf.Config.MediaType.IsConfig() {
+		what := "config media type " + string(mf.Config.MediaType)
+		if mf.ArtifactType != "" {
+			what = "artifactType " + mf.ArtifactType + ", " + what
+		}
+		return nil, fmt.Errorf("manifest %s is an OCI artifact (%s), not an image: bundle carries only container images", m.Descriptor.Digest, what)
 	}
 	if mf.Config.Size > fetch.MaxConfigSize {
 		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, fetch.MaxConfigSize)
