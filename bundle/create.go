@@ -74,6 +74,10 @@ type CreateOptions struct {
 	SegmentThreshold int64
 	Progress         Progress
 	Creator          string // "bundle v0.1.0"
+	// NoSpaceCheck skips the check, before any layer is downloaded, that
+	// the cache's and the output's filesystems have room (space.go);
+	// layers then start downloading as each image resolves.
+	NoSpaceCheck bool
 
 	// Split volumes and gzip (volumes.go); delta bundles (delta.go).
 	OutputOptions
@@ -191,8 +195,10 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	dctx, cancel := context.WithCancel(ctx)
 	src := newDownloader(dctx, client, cache, opts.Jobs)
 	defer func() { cancel(); src.close(); src.wait() }()
+	// Nor with the free-space check: it needs every size first, and no
+	// layer is fetched before it passes.
 	var early func(*resolved)
-	if have == nil {
+	if have == nil && opts.NoSpaceCheck {
 		early = func(r *resolved) {
 			for _, pm := range r.image.Manifests {
 				for _, h := range pm.Layers {
@@ -276,6 +282,11 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		}
 	}
 	result.Blobs = len(layout.Blobs)
+	if !opts.NoSpaceCheck {
+		if err := checkSpace(opts, cache, layout, missing); err != nil {
+			return nil, err
+		}
+	}
 	opts.Progress.Planned(len(layout.Blobs), result.BlobBytes, toDownload)
 
 	if fo, ok := out.(failingOutput); ok {
