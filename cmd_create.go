@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/internal/space"
 	"github.com/urfave/cli/v2"
 )
 
@@ -44,6 +46,7 @@ Examples:
 			&cli.DurationFlag{Name: "stall-timeout", Usage: "drop and resume (with a Range request) a blob download that receives nothing for this long", Value: fetch.DefaultStallTimeout},
 			&cli.IntFlag{Name: "segments", Usage: "Range requests at once for one large blob, when the registry caps each connection's rate (1: one stream)", Value: fetch.DefaultSegments},
 			&cli.StringFlag{Name: "segment-threshold", Usage: "blobs of at least `SIZE` are downloaded in segments (K, M, G = KiB, MiB, GiB)", Value: "64M"},
+			&cli.BoolFlag{Name: "no-space-check", Usage: "skip the check, before downloading, that the cache's and the output's disks have room (for filesystems whose free space statfs misreports)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
 		}, createVolumeFlags...), // cmd_create_volumes.go
@@ -67,6 +70,7 @@ func runCreate(c *cli.Context) error {
 		DockerPlatform: c.String("docker-platform"),
 		StallTimeout:   c.Duration("stall-timeout"),
 		Creator:        "bundle " + version,
+		NoSpaceCheck:   c.Bool("no-space-check"),
 	}
 	if opts.Output == "-" && c.Bool("json") {
 		return usagef("--json and -o - both write to stdout; choose one")
@@ -101,6 +105,10 @@ func runCreate(c *cli.Context) error {
 	opts.Progress = ui
 	res, err := bundle.Create(c.Context, opts)
 	ui.finish()
+	var se *space.Error
+	if errors.As(err, &se) {
+		return withHint(err, "free some space, or choose another -o or --cache (--no-space-check skips this check)")
+	}
 	if err != nil {
 		return err
 	}

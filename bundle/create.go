@@ -74,6 +74,10 @@ type CreateOptions struct {
 	SegmentThreshold int64
 	Progress         Progress
 	Creator          string // "bundle v0.1.0"
+	// NoSpaceCheck skips the check, before any layer is downloaded, that
+	// the cache's and the output's filesystems have room (space.go);
+	// layers then start downloading as each image resolves.
+	NoSpaceCheck bool
 
 	// Split volumes and gzip (volumes.go); delta bundles (delta.go).
 	OutputOptions
@@ -191,8 +195,10 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	dctx, cancel := context.WithCancel(ctx)
 	src := newDownloader(dctx, client, cache, opts.Jobs)
 	defer func() { cancel(); src.close(); src.wait() }()
+	// Nor with the free-space check: it needs every size first, and no
+	// layer is fetched before it passes.
 	var early func(*resolved)
-	if have == nil {
+	if have == nil && opts.NoSpaceCheck {
 		early = func(r *resolved) {
 			for _, pm := range r.image.Manifests {
 				for _, h := range pm.Layers {
@@ -276,6 +282,11 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		}
 	}
 	result.Blobs = len(layout.Blobs)
+	if !opts.NoSpaceCheck {
+		if err := checkSpace(opts, cache, layout, missing); err != nil {
+			return nil, err
+		}
+	}
 	opts.Progress.Planned(len(layout.Blobs), result.BlobBytes, toDownload)
 
 	if fo, ok := out.(failingOutput); ok {
@@ -555,6 +566,13 @@ func resolve(ctx context.Context, client *fetch.Client, t target) (*resolved, er
 		if err != nil {
 			return nil, err
 		}
+		// manifest.json lists it: docker load needs every layer a
+		// filesystem tar (an in-toto statement is one only in an index).
+		for _, l := range pm.Layers {
+			if mt := r.blobs[l].MediaType; !mt.IsLayer() {
+				return nil, fmt.Errorf("manifest %s has layer %s of media type %s, not a filesystem layer: not an image docker can load", top.Descriptor.Digest, l, mt)
+			}
+		}
 		// A config that names no platform cannot be checked: keep it.
 		if pm.Platform != "" && !(len(t.platforms) == 1 && t.platforms[0] == "all") && !platformWanted(pm.Platform, t.platforms) {
 			return nil, fmt.Errorf("the image is %s only; asked for %s", pm.Platform, strings.Join(t.platforms, ", "))
@@ -577,6 +595,9 @@ func resolve(ctx context.Context, client *fetch.Client, t target) (*resolved, er
 		}
 		if m.Descriptor.Size != cd.Size {
 			return nil, fmt.Errorf("manifest %s: index says %d bytes, registry served %d", cd.Digest, cd.Size, m.Descriptor.Size)
+		}
+		if cd.MediaType != "" && cd.MediaType != m.Descriptor.MediaType {
+			return nil, fmt.Errorf("manifest %s: index %s gives media type %s, the manifest's own is %s", cd.Digest, top.Descriptor.Digest, cd.MediaType, m.Descriptor.MediaType)
 		}
 		pm, err := imageManifest(ctx, client, repo, m, cd.Platform, r.blobs)
 		if err != nil {
@@ -613,6 +634,17 @@ func imageManifest(ctx context.Context, client *fetch.Client, repo name.Reposito
 	mf, err := v1.ParseManifest(strings.NewReader(string(m.Raw)))
 	if err != nil {
 		return nil, fmt.Errorf("parsing manifest %s: %w", m.Descriptor.Digest, err)
+	}
+	// Only images: docker load of the whole bundle fails on one artifact
+	// (a Helm chart: "invalid image JSON, no RootFS key"), and verify
+	// cannot check what it does not know. An attestation manifest in an
+	// index has an image config, and is kept.
+	if !mf.Config.MediaType.IsConfig() {
+		what := "config media type " + string(mf.Config.MediaType)
+		if mf.ArtifactType != "" {
+			what = "artifactType " + mf.ArtifactType + ", " + what
+		}
+		return nil, fmt.Errorf("manifest %s is an OCI artifact (%s), not an image: bundle carries only container images", m.Descriptor.Digest, what)
 	}
 	if mf.Config.Size > fetch.MaxConfigSize {
 		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, fetch.MaxConfigSize)

@@ -11,6 +11,10 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/internal/space"
+	"github.com/bundle-tool/bundle/tarball"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 )
 
@@ -266,4 +270,38 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// checkSpace fails, before any layer is downloaded, when the cache's or
+// the output's filesystem (one sum when they share one) lacks the room
+// for the blobs the cache lacks and for the bundle: its exact tar size
+// (tarball.Size), a bound for --gzip (layers are gzip already: deflate's
+// stored blocks and pgzip's block framing add well under 1%), the same
+// total over the volumes of --split. Stdout needs no room.
+func checkSpace(opts CreateOptions, cache *fetch.Cache, layout *tarball.Layout, missing []v1.Hash) error {
+	var plan space.Plan
+	if opts.Output != "-" {
+		n, err := tarball.Size(layout)
+		if err != nil {
+			return err
+		}
+		if opts.Gzip {
+			n += n/100 + 1<<20
+		}
+		files := 2 // the bundle and its .sha256
+		if opts.VolumeSize > 0 {
+			files = int((n+opts.VolumeSize-1)/opts.VolumeSize) + 1
+		}
+		abs, err := filepath.Abs(opts.Output)
+		if err != nil {
+			return err
+		}
+		plan.Add(filepath.Dir(abs), "the bundle", n, files)
+	}
+	var cached int64
+	for _, h := range missing {
+		cached += layout.Index.Blobs[h].Size
+	}
+	plan.Add(cache.Dir(), "the cache", cached, len(missing))
+	return plan.Check()
 }

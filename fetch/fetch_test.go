@@ -295,3 +295,50 @@ func TestSelectManifests(t *testing.T) {
 		}
 	}
 }
+
+// An index may list one manifest twice: it is selected once, with the
+// platform every entry of it satisfies; entries naming two architectures
+// for one manifest are refused.
+func TestSelectManifestsDuplicates(t *testing.T) {
+	h := func(c string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: strings.Repeat(c, 64)} }
+	d := func(c string, p *v1.Platform) v1.Descriptor {
+		return v1.Descriptor{MediaType: types.DockerManifestSchema2, Digest: h(c), Size: 100, Platform: p}
+	}
+	amd64v2 := &v1.Platform{OS: "linux", Architecture: "amd64", Variant: "v2"}
+	amd64 := &v1.Platform{OS: "linux", Architecture: "amd64"}
+	arm64 := &v1.Platform{OS: "linux", Architecture: "arm64"}
+	for _, tt := range []struct {
+		name    string
+		idx     []v1.Descriptor
+		plats   []string
+		want    string // digests' first letters, then each platform
+		wantErr string
+	}{
+		{"twice, all", []v1.Descriptor{d("a", amd64v2), d("a", amd64), d("b", arm64)}, []string{"all"}, "a linux/amd64,b linux/arm64", ""},
+		{"twice, both asked", []v1.Descriptor{d("a", amd64v2), d("a", amd64)}, []string{"linux/amd64", "linux/amd64/v2"}, "a linux/amd64", ""},
+		{"twice, variant asked", []v1.Descriptor{d("a", amd64v2), d("a", amd64)}, []string{"linux/amd64/v2"}, "a linux/amd64", ""},
+		{"twice, once without platform", []v1.Descriptor{d("a", nil), d("a", amd64v2)}, []string{"all"}, "a linux/amd64/v2", ""},
+		{"two architectures", []v1.Descriptor{d("a", amd64), d("a", arm64)}, []string{"linux/amd64"}, "",
+			"the index lists manifest sha256:" + strings.Repeat("a", 64) + " both as linux/amd64 and as linux/arm64"},
+	} {
+		got, err := SelectManifests(&v1.IndexManifest{Manifests: tt.idx}, tt.plats)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("%s: err %v, want %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		var s []string
+		for _, g := range got {
+			s = append(s, g.Digest.Hex[:1]+" "+PlatformString(g.Platform))
+		}
+		if err != nil || strings.Join(s, ",") != tt.want {
+			t.Errorf("%s: got %q, %v; want %q", tt.name, strings.Join(s, ","), err, tt.want)
+		}
+	}
+	// The index itself is not changed.
+	idx := &v1.IndexManifest{Manifests: []v1.Descriptor{d("a", amd64v2), d("a", amd64)}}
+	if _, err := SelectManifests(idx, []string{"all"}); err != nil || idx.Manifests[0].Platform.Variant != "v2" {
+		t.Errorf("SelectManifests changed the index: %v, %+v", err, idx.Manifests[0].Platform)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -49,8 +50,16 @@ func (c *Client) GetManifest(ctx context.Context, ref name.Reference) (*Manifest
 	if dg, ok := ref.(name.Digest); ok && dg.DigestStr() != d.Digest.String() {
 		return nil, fmt.Errorf("fetching manifest of %s: registry served %s", ref, d.Digest)
 	}
-	if !d.MediaType.IsIndex() && !d.MediaType.IsImage() {
-		return nil, fmt.Errorf("fetching manifest of %s: unsupported media type %q", ref, d.MediaType)
+	// The manifest's own mediaType, part of the digested bytes, is what
+	// clients (docker, containerd, our verify) check; a Content-Type header
+	// saying otherwise is the registry's mistake. The header counts only
+	// when the body names none.
+	mt := d.MediaType
+	if own := ownMediaType(d.Manifest); own != "" {
+		mt = own
+	}
+	if !mt.IsIndex() && !mt.IsImage() {
+		return nil, fmt.Errorf("fetching manifest of %s: unsupported media type %q", ref, mt)
 	}
 	if !c.cache.Has(d.Digest, int64(len(d.Manifest))) {
 		if err := c.cache.Put(d.Digest, d.Manifest); err != nil {
@@ -59,7 +68,7 @@ func (c *Client) GetManifest(ctx context.Context, ref name.Reference) (*Manifest
 		c.markStored(d.Digest)
 	}
 	return &Manifest{
-		Descriptor: v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(d.Manifest))},
+		Descriptor: v1.Descriptor{MediaType: mt, Digest: d.Digest, Size: int64(len(d.Manifest))},
 		Raw:        d.Manifest,
 	}, nil
 }
@@ -80,13 +89,23 @@ func (c *Client) ManifestFromCache(d v1.Hash) (*Manifest, bool) {
 		_ = c.cache.Remove(d)
 		return nil, false
 	}
+	mt := ownMediaType(raw)
+	if !mt.IsIndex() && !mt.IsImage() {
+		return nil, false
+	}
+	return &Manifest{Descriptor: v1.Descriptor{MediaType: mt, Digest: d, Size: int64(len(raw))}, Raw: raw}, true
+}
+
+// ownMediaType is the mediaType a manifest or index names itself, or ""
+// when it names none (or is not JSON).
+func ownMediaType(raw []byte) types.MediaType {
 	var probe struct {
 		MediaType types.MediaType `json:"mediaType"`
 	}
-	if json.Unmarshal(raw, &probe) != nil || (!probe.MediaType.IsIndex() && !probe.MediaType.IsImage()) {
-		return nil, false
+	if json.Unmarshal(raw, &probe) != nil {
+		return ""
 	}
-	return &Manifest{Descriptor: v1.Descriptor{MediaType: probe.MediaType, Digest: d, Size: int64(len(raw))}, Raw: raw}, true
+	return probe.MediaType
 }
 
 // Head asks the registry which digest ref names now, without the body.
@@ -165,8 +184,79 @@ func PlatformString(p *v1.Platform) string {
 // for ("os/arch[/variant]"; "all" keeps every child). A platform without a
 // variant matches any variant (linux/arm64 matches linux/arm64/v8). Each
 // platform asked for must match at least one child. Children are returned
-// in the index's order.
+// in the index's order, each digest once: an index may list one manifest
+// twice (as linux/amd64/v2 and as linux/amd64), and the descriptor
+// returned for it then carries the platform every entry of it satisfies
+// (linux/amd64).
 func SelectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, error) {
+	sel, err := selectManifests(idx, platforms)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Descriptor, 0, len(sel))
+	seen := map[v1.Hash]bool{}
+	for _, d := range sel {
+		if seen[d.Digest] {
+			continue
+		}
+		seen[d.Digest] = true
+		var entries []v1.Descriptor
+		for _, e := range idx.Manifests {
+			if e.Digest == d.Digest {
+				entries = append(entries, e)
+			}
+		}
+		if len(entries) > 1 {
+			p, err := commonPlatform(entries)
+			if err != nil {
+				return nil, err
+			}
+			d.Platform = p
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// commonPlatform is the most specific platform that the platform of every
+// one of entries (one manifest listed several times) satisfies: variant,
+// OS version and features are dropped where the entries differ. Entries
+// naming different OSes or architectures for one manifest contradict each
+// other. Entries without a platform say nothing.
+func commonPlatform(entries []v1.Descriptor) (*v1.Platform, error) {
+	var p *v1.Platform
+	for _, e := range entries {
+		if e.MediaType != entries[0].MediaType || e.Size != entries[0].Size {
+			return nil, fmt.Errorf("the index lists manifest %s twice, with different media types or sizes", e.Digest)
+		}
+		if e.Platform == nil {
+			continue
+		}
+		if p == nil {
+			c := *e.Platform
+			p = &c
+			continue
+		}
+		if e.Platform.OS != p.OS || e.Platform.Architecture != p.Architecture {
+			return nil, fmt.Errorf("the index lists manifest %s both as %s and as %s", e.Digest, PlatformString(p), PlatformString(e.Platform))
+		}
+		if e.Platform.Variant != p.Variant {
+			p.Variant = ""
+		}
+		if e.Platform.OSVersion != p.OSVersion {
+			p.OSVersion = ""
+		}
+		if !slices.Equal(e.Platform.OSFeatures, p.OSFeatures) {
+			p.OSFeatures = nil
+		}
+		if !slices.Equal(e.Platform.Features, p.Features) {
+			p.Features = nil
+		}
+	}
+	return p, nil
+}
+
+func selectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, error) {
 	var out []v1.Descriptor
 	if len(platforms) == 1 && platforms[0] == "all" {
 		for _, d := range idx.Manifests {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/bundle-tool/bundle/internal/space"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -275,6 +276,9 @@ func (l *Layout) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, 
 func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error) {
 	p = orNop(p)
 	if err := CheckExternal(ctx, l, b, images); err != nil { // external.go
+		return nil, err
+	}
+	if err := l.checkSpace(b, images); err != nil {
 		return nil, err
 	}
 	blobsDir := filepath.Join(l.dir, "blobs", "sha256")
@@ -553,4 +557,35 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// checkSpace fails, before anything is written, when the layout's
+// filesystem lacks the room for the blobs it does not hold yet (each is
+// written whole to a temp file beside its name) and for the new
+// index.json, written beside the old one.
+func (l *Layout) checkSpace(b *Bundle, images []Image) error {
+	var plan space.Plan
+	var n int64
+	files := 1
+	seen := map[v1.Hash]bool{}
+	for _, im := range images {
+		d, m := layoutBlobs(im)
+		for _, h := range append(d, m...) {
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			if fi, err := os.Stat(l.blobPath(h)); err == nil && fi.Mode().IsRegular() && fi.Size() == blobSize(b, h) {
+				continue
+			}
+			n += blobSize(b, h)
+			files++
+		}
+	}
+	idx := int64(len(tarball.OCILayoutContent)) + 1024*int64(len(images))
+	if fi, err := os.Stat(filepath.Join(l.dir, tarball.OCIIndexFile)); err == nil {
+		idx += fi.Size()
+	}
+	plan.Add(l.dir, "the OCI layout", n+idx, files)
+	return plan.Check()
 }

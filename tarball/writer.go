@@ -276,6 +276,31 @@ func Write(ctx context.Context, w io.Writer, l *Layout, src BlobSource, opts Wri
 	return nil
 }
 
+// Size is the number of bytes Write writes for l: a 512-byte header and
+// the data padded to 512 bytes for each entry (a PAX header block and one
+// block of records more for an entry of 8 GiB or more), and the two zero
+// blocks that end the tar. It is what create checks the free space
+// against before downloading.
+func Size(l *Layout) (int64, error) {
+	idxJSON, err := MarshalIndex(l.Index)
+	if err != nil {
+		return 0, err
+	}
+	entry := func(size int64) int64 {
+		n := int64(512) + (size+511)/512*512
+		if size >= 1<<33-1 {
+			n += 1024 // PAX: its header and its records
+		}
+		return n
+	}
+	n := entry(int64(len(idxJSON))) + entry(int64(len(OCILayoutContent))) + entry(int64(len(l.OCIIndex))) + entry(int64(len(l.DockerManifest)))
+	n += 2 * entry(0) // blobs/, blobs/sha256/
+	for _, h := range l.Blobs {
+		n += entry(l.Index.Blobs[h].Size)
+	}
+	return n + 1024, nil
+}
+
 type progressWriter struct {
 	w  io.Writer
 	fn func(int64)
