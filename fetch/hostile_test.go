@@ -295,7 +295,8 @@ func TestDripIsAStall(t *testing.T) {
 }
 
 // An upload that the registry reads at 1 byte / 200 ms is a stall too (for
-// bundle load), and a body that moves fast enough is not.
+// bundle load), and so is an answer that does not come within the stall
+// timeout; one that comes in time is not.
 func TestUploadDripIsAStall(t *testing.T) {
 	// (The socket buffers hold megabytes that the handler could go on
 	// reading after the client gave up: stop it when the test ends.)
@@ -330,18 +331,25 @@ func TestUploadDripIsAStall(t *testing.T) {
 	}
 	t.Logf("%v", err)
 
-	// A slow server answer after the whole upload is not watched (its
-	// wait for headers is the transport's).
+	// Once the upload is sent, an answer must come within the stall
+	// timeout too (a small upload sits in the socket buffers, so a
+	// registry that stops reading it looks like one that does not answer).
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		time.Sleep(700 * time.Millisecond)
+		d, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+		time.Sleep(d)
 		_, _ = w.Write([]byte("ok"))
 	}))
 	t.Cleanup(slow.Close)
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, slow.URL+"/v2/x/blobs/uploads/1", strings.NewReader("abc"))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, slow.URL+"/v2/x/blobs/uploads/1?wait=700ms", strings.NewReader("abc"))
+	_, err = rt.RoundTrip(req)
+	if !errors.As(err, &se) || !se.Answer {
+		t.Fatalf("an answer 700ms after the upload: err %v, want a stall waiting for the answer", err)
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPut, slow.URL+"/v2/x/blobs/uploads/1?wait=50ms", strings.NewReader("abc"))
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		t.Fatalf("a slow answer after the upload: %v", err)
+		t.Fatalf("an answer 50ms after the upload: %v", err)
 	}
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
