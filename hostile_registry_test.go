@@ -33,6 +33,18 @@ func runBounded(t *testing.T, args ...string) (stderr string, code int, took tim
 	return c.stderr.String(), code, time.Since(start)
 }
 
+// notReadWhole checks that no oversized answer was read in full: the
+// client stops at its Content-Length, with what the socket buffers took.
+func notReadWhole(t *testing.T, p *testenv.FaultProxy) {
+	t.Helper()
+	p.WaitIdle(10 * time.Second)
+	for _, r := range p.Requests() {
+		if r.Fault == testenv.FaultOversize.String() && r.Bytes > 16<<20 {
+			t.Errorf("%s %s: %d bytes of an oversized answer were read", r.Method, r.Path, r.Bytes)
+		}
+	}
+}
+
 // oneErrorLine checks that stderr is one "bundle: error:" line holding
 // every fragment of want.
 func oneErrorLine(t *testing.T, stderr string, want ...string) string {
@@ -85,6 +97,8 @@ func TestHostileRegistryCreate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s.proxy.ClearFaults()
 			t.Cleanup(s.proxy.ClearFaults)
+			s.proxy.WaitIdle(5 * time.Second)
+			s.proxy.ResetCounts()
 			rule := s.proxy.Inject(tt.fault)
 			dir := t.TempDir()
 			out := filepath.Join(dir, "images.tar")
@@ -109,6 +123,7 @@ func TestHostileRegistryCreate(t *testing.T) {
 				t.Fatal("the fault was never injected")
 			}
 			msg := oneErrorLine(t, stderr, append([]string{s.proxy.Host + "/seed/"}, tt.want...)...)
+			notReadWhole(t, s.proxy)
 			noOutput(t, out)
 			if inCache := checkCache(t, cache); tt.fault.Digest != "" && inCache[tt.fault.Digest] {
 				t.Errorf("blob %s is in the cache after failing", tt.fault.Digest)
@@ -194,6 +209,8 @@ func TestHostileRegistryInventory(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p.ClearFaults()
 			t.Cleanup(p.ClearFaults)
+			p.WaitIdle(5 * time.Second)
+			p.ResetCounts()
 			rule := p.Inject(tt.fault)
 			out := filepath.Join(t.TempDir(), "inventory.json")
 			stderr, code, took := runBounded(t, "inventory", "-q", "--from", "docker://"+p.Host+"/seed", "-o", out, "--retries", "2", "--stall-timeout", "3s")
@@ -204,6 +221,7 @@ func TestHostileRegistryInventory(t *testing.T) {
 				t.Fatal("the fault was never injected")
 			}
 			msg := oneErrorLine(t, stderr, append([]string{p.Host}, tt.want...)...)
+			notReadWhole(t, p)
 			if _, err := os.Stat(out); err == nil {
 				t.Errorf("%s was written by a failed inventory", out)
 			}
