@@ -43,7 +43,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
 			&cli.StringFlag{Name: "docker-platform", Usage: "platform that manifest.json lists for multi-arch references (default: the first platform asked for)"},
 			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
-			&cli.DurationFlag{Name: "stall-timeout", Usage: "drop and resume (with a Range request) a blob download that receives nothing for this long", Value: fetch.DefaultStallTimeout},
+			&cli.DurationFlag{Name: "stall-timeout", Usage: "drop and retry (a blob: resume with a Range request) a transfer that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
 			&cli.IntFlag{Name: "segments", Usage: "Range requests at once for one large blob, when the registry caps each connection's rate (1: one stream)", Value: fetch.DefaultSegments},
 			&cli.StringFlag{Name: "segment-threshold", Usage: "blobs of at least `SIZE` are downloaded in segments (K, M, G = KiB, MiB, GiB)", Value: "64M"},
 			&cli.BoolFlag{Name: "no-space-check", Usage: "skip the check, before downloading, that the cache's and the output's disks have room (for filesystems whose free space statfs misreports)"},

@@ -43,6 +43,7 @@ Examples:
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "repositories walked at once", Value: bundle.DefaultJobs()},
 			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
 			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
+			&cli.DurationFlag{Name: "stall-timeout", Usage: "registry: drop and retry a transfer that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 		},
 		Action: runInventory,
@@ -65,6 +66,9 @@ func runInventory(c *cli.Context) error {
 	if r := c.Int("retries"); r > 0 {
 		opts.Retry = fetch.DefaultRetryPolicy
 		opts.Retry.Attempts = r
+	}
+	if d := c.Duration("stall-timeout"); d > 0 {
+		opts.Retry.Stall = d
 	}
 	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
 		sec, err := strconv.ParseInt(v, 10, 64)

@@ -86,6 +86,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "image", Usage: "load only this reference (repeatable; as the bundle lists it, or short: debian:bookworm)"},
 			&cli.StringSliceFlag{Name: "platform", Usage: "load only this platform's manifests (repeatable; os/arch[/variant]); for docker, the platform it gets"},
 			&cli.IntFlag{Name: "retries", Usage: "attempts per request or upload on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
+			&cli.DurationFlag{Name: "stall-timeout", Usage: "registry: drop and retry a transfer (an upload too) that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
 		},
@@ -119,6 +120,9 @@ func runLoad(c *cli.Context) error {
 	if r := c.Int("retries"); r > 0 {
 		opts.Retry = fetch.DefaultRetryPolicy
 		opts.Retry.Attempts = r
+	}
+	if d := c.Duration("stall-timeout"); d > 0 {
+		opts.Retry.Stall = d
 	}
 	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
 	ui := newLoadUI(c.App.ErrWriter, quiet)

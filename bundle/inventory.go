@@ -190,7 +190,7 @@ func registryInventory(ctx context.Context, opts InventoryOptions, inv *Inventor
 			}
 		}
 	} else {
-		all, err := remote.Catalog(ctx, reg, ropts...)
+		all, err := fetch.Catalog(ctx, reg, ropts...)
 		if err != nil {
 			return fmt.Errorf("listing the repositories of %s (the registry's catalog): %w; name them with -f images.yaml instead", reg.RegistryStr(), err)
 		}
@@ -211,7 +211,7 @@ func registryInventory(ctx context.Context, opts InventoryOptions, inv *Inventor
 			return fmt.Errorf("repository %s: %w", p, err)
 		}
 		g.Go(func() error {
-			tags, err := remote.List(repo, append(ropts, remote.WithContext(gctx))...)
+			tags, err := fetch.ListTags(gctx, repo, ropts...)
 			if err != nil {
 				var te *transport.Error
 				if errors.As(err, &te) && te.StatusCode == 404 {

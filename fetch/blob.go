@@ -134,12 +134,13 @@ func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.De
 		if errors.As(err, &se) || errors.As(err, &re) || !retryableError(err) {
 			return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
 		}
-		// The body broke off: resume from where it stopped. Count only
-		// breaks that made no progress, so a long blob on a flaky link
-		// still finishes.
-		if n == 0 {
-			breaks++
-		}
+		// The body broke off (reset, cut short, stalled, an answer for
+		// the wrong range, or the whole blob again for a Range): resume
+		// from where it stopped. Every break counts, including those that
+		// brought bytes: a registry that sends a few bytes per connection,
+		// or half the blob again and again ignoring Range, must not keep
+		// the download going forever.
+		breaks++
 		if breaks >= c.policy.Attempts {
 			return fail(fmt.Errorf("downloading blob %s: %w", desc.Digest, err))
 		}
@@ -165,7 +166,8 @@ func (c *Client) segmentable(repo name.Repository, size int64) bool {
 
 // getRange GETs the blob from ing's current size to the end and appends
 // it to ing. A server that ignores Range (200) makes it start over. A body
-// that delivers nothing for the stall timeout is dropped (a *StallError).
+// that ends before the blob does is io.ErrUnexpectedEOF, whatever its
+// Content-Length said; one that stalls is a *StallError (the transport's).
 func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *ingest, size int64) (int64, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -183,11 +185,6 @@ func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *i
 		return 0, &requestError{err: err}
 	}
 	defer resp.Body.Close()
-	// The stall clock runs on the body only: waits for headers are the
-	// transport's, and Retry-After waits are the retry policy's.
-	stalled := &StallError{URL: redact(u), After: c.stall}
-	timer := time.AfterFunc(c.stall, func() { cancel(stalled) })
-	defer timer.Stop()
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && off > 0:
 		start, ok := contentRangeStart(resp.Header.Get("Content-Range"))
@@ -220,7 +217,6 @@ func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *i
 	for {
 		k, rerr := body.Read(buf)
 		if k > 0 {
-			timer.Reset(c.stall)
 			if _, err := ing.Write(buf[:k]); err != nil {
 				return n, fmt.Errorf("writing to the cache: %w", err)
 			}
@@ -228,19 +224,14 @@ func (c *Client) getRange(ctx context.Context, hc *http.Client, u string, ing *i
 			c.progress.Downloaded(int64(k))
 		}
 		if rerr == io.EOF {
-			if ing.size > size {
-				return n, nil
-			}
-			if resp.ContentLength >= 0 && n < resp.ContentLength {
+			if ing.size < size {
+				// Short, whatever its Content-Length said: a break.
 				return n, io.ErrUnexpectedEOF
 			}
-			return n, nil
+			return n, nil // complete, or over-long: checked by the caller
 		}
 		if rerr != nil {
-			if ctx.Err() == nil && context.Cause(rctx) == stalled {
-				return n, stalled
-			}
-			return n, rerr
+			return n, withURL(rerr, u)
 		}
 	}
 }
@@ -254,15 +245,36 @@ type requestError struct{ err error }
 func (e *requestError) Error() string { return e.err.Error() }
 func (e *requestError) Unwrap() error { return e.err }
 
-// StallError says a blob download received nothing for too long; it is
-// resumed like a broken connection.
+// StallError says a transfer moved less than StallMinBytes (or than what
+// was left of it) in a window of the stall timeout; it is retried (a blob:
+// resumed) like a broken connection.
 type StallError struct {
-	URL   string
-	After time.Duration
+	URL    string // "" when the caller names the request
+	After  time.Duration
+	Got    int64 // the bytes moved in that window
+	Answer bool  // no answer came for After once the request was sent
 }
 
 func (e *StallError) Error() string {
-	return fmt.Sprintf("GET %s: no data for %s (stalled)", e.URL, e.After)
+	msg := fmt.Sprintf("stalled: %d bytes in %s, fewer than %d KiB (--stall-timeout)", e.Got, e.After, StallMinBytes>>10)
+	if e.Answer {
+		msg = fmt.Sprintf("stalled: no answer for %s after the request was sent (--stall-timeout)", e.After)
+	}
+	if e.URL != "" {
+		msg = "GET " + e.URL + ": " + msg
+	}
+	return msg
+}
+
+// withURL names the blob URL in a *StallError, which the transport made.
+func withURL(err error, u string) error {
+	var se *StallError
+	if errors.As(err, &se) && se.URL == "" {
+		c := *se
+		c.URL = redact(u)
+		return &c
+	}
+	return err
 }
 
 // contentRangeStart reads the first byte position of "bytes a-b/c".

@@ -49,8 +49,10 @@ type Options struct {
 	UserAgent string
 	// Cache stores every manifest and blob fetched; required.
 	Cache *Cache
-	// StallTimeout is how long a blob download may receive nothing before
-	// it is dropped and resumed with a Range request; zero means
+	// StallTimeout is the window in which every transfer (a blob, a
+	// manifest, a token, a tag list) must move StallMinBytes, or what is
+	// left of it: one that moves less is dropped, and retried (a blob:
+	// resumed with a Range request) as a break. Zero means
 	// DefaultStallTimeout.
 	StallTimeout time.Duration
 	// SegmentThreshold is the blob size from which a download is split
@@ -134,26 +136,32 @@ func New(opts Options) *Client {
 		c.conns.max = DefaultMaxConns
 	}
 	if c.stall <= 0 {
+		c.stall = opts.Retry.Stall
+	}
+	if c.stall <= 0 {
 		c.stall = DefaultStallTimeout
 	}
 	if c.keychain == nil {
 		c.keychain = authn.DefaultKeychain
 	}
-	if c.policy.Attempts <= 0 {
-		c.policy = DefaultRetryPolicy
-	}
+	c.policy = c.policy.withDefaults()
+	c.policy.Stall = c.stall
 	if c.progress == nil {
 		c.progress = noProgress{}
 	}
 	for _, h := range opts.Insecure {
 		c.insecure[h] = true
 	}
-	c.base = c.newRetry(protoSplit{h2: newHTTPTransport(false), h1: newHTTP1Transport(false)})
-	c.baseTLS = c.newRetry(protoSplit{h2: newHTTPTransport(true), h1: newHTTP1Transport(true)})
+	c.base = c.newRetry(&stallTransport{inner: protoSplit{h2: newHTTPTransport(false, c.stall), h1: newHTTP1Transport(false, c.stall)}, window: c.stall})
+	c.baseTLS = c.newRetry(&stallTransport{inner: protoSplit{h2: newHTTPTransport(true, c.stall), h1: newHTTP1Transport(true, c.stall)}, window: c.stall})
 	return c
 }
 
-func newHTTPTransport(skipVerify bool) *http.Transport {
+// newHTTPTransport is the HTTP transport under every request. The wait for
+// an answer's headers, once the request (and its body) is sent, is part of
+// the stall timeout: a registry that does not answer, or that stops
+// reading an upload small enough to sit in the socket buffers, is stalled.
+func newHTTPTransport(skipVerify bool, stall time.Duration) *http.Transport {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -162,7 +170,7 @@ func newHTTPTransport(skipVerify bool) *http.Transport {
 		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   15 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
+		ResponseHeaderTimeout: stall,
 		ExpectContinueTimeout: time.Second,
 		ReadBufferSize:        256 << 10,
 		WriteBufferSize:       256 << 10,
@@ -175,8 +183,8 @@ func newHTTPTransport(skipVerify bool) *http.Transport {
 
 // newHTTP1Transport is newHTTPTransport without HTTP/2: one request per
 // TCP connection at a time.
-func newHTTP1Transport(skipVerify bool) *http.Transport {
-	t := newHTTPTransport(skipVerify)
+func newHTTP1Transport(skipVerify bool, stall time.Duration) *http.Transport {
+	t := newHTTPTransport(skipVerify, stall)
 	t.ForceAttemptHTTP2 = false
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // not nil: no HTTP/2
 	return t

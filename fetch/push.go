@@ -13,12 +13,13 @@ import (
 // with a body is retried only when its GetBody is set. notify, when not
 // nil, is told of every retry. Put go-containerregistry's auth transport
 // (transport.NewWithContext) on top of it, so token requests are retried
-// too.
+// too. Every transfer must move StallMinBytes (or what is left of it) in
+// each window of policy.Stall (zero: DefaultStallTimeout), or it fails
+// with a *StallError; a redirect chain stops at MaxRedirects; a GET answer
+// other than a blob over MaxManifestSize fails with a *BodyTooLargeError.
 func NewRetryTransport(policy RetryPolicy, skipVerify bool, notify func(what string, attempt int, reason string, wait time.Duration)) http.RoundTripper {
-	if policy.Attempts <= 0 {
-		policy = DefaultRetryPolicy
-	}
-	t := &retryTransport{inner: newHTTPTransport(skipVerify), policy: policy}
+	policy = policy.withDefaults()
+	t := &retryTransport{inner: &stallTransport{inner: newHTTPTransport(skipVerify, policy.Stall), window: policy.Stall}, policy: policy}
 	if notify != nil {
 		t.notify = func(req *http.Request, attempt int, reason string, d time.Duration) {
 			notify(req.Method+" "+redact(req.URL.String()), attempt, reason, d)

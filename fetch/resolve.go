@@ -127,7 +127,7 @@ func (c *Client) ListTags(ctx context.Context, repo name.Repository) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	tags, err := remote.List(c.repository(repo), opts...)
+	tags, err := ListTags(ctx, c.repository(repo), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("listing tags of %s: %w", repo, describe(err))
 	}

@@ -372,8 +372,8 @@ func (d *segDownload) next() *segment {
 }
 
 // fetch downloads segment s to its end, resuming from its own offset when
-// the body breaks, as FetchBlob does for a whole blob: breaks that made no
-// progress count against the retry policy.
+// the body breaks, as FetchBlob does for a whole blob: every break counts
+// against the retry policy.
 func (d *segDownload) fetch(ctx context.Context, s *segment) error {
 	done := func() bool {
 		d.mu.Lock()
@@ -384,11 +384,13 @@ func (d *segDownload) fetch(ctx context.Context, s *segment) error {
 	for !done() {
 		n, err := d.get(ctx, s)
 		if err == nil {
-			if n > 0 || done() {
+			if done() {
 				continue
 			}
-			// A well-formed answer without a byte: do not ask forever.
-			err = fmt.Errorf("registry sent no bytes for a range: %w", io.ErrUnexpectedEOF)
+			// A well-formed answer for less than was asked (a server may
+			// send a shorter range): a break like any other, or a
+			// registry sending a byte per request would never be stopped.
+			err = fmt.Errorf("registry sent %d bytes of a range, fewer than asked: %w", n, io.ErrUnexpectedEOF)
 		}
 		var se *statusError
 		var re *requestError // the transport has retried it already
@@ -398,9 +400,7 @@ func (d *segDownload) fetch(ctx context.Context, s *segment) error {
 		if errors.Is(err, errRangeIgnored) || errors.As(err, &se) || errors.As(err, &re) || !retryableError(err) {
 			return err
 		}
-		if n == 0 {
-			breaks++
-		}
+		breaks++ // every break counts, as in FetchBlob
 		if breaks >= d.c.policy.Attempts {
 			return err
 		}
@@ -416,8 +416,8 @@ func (d *segDownload) fetch(ctx context.Context, s *segment) error {
 
 // get makes one Range request for the rest of segment s and writes what
 // arrives at its offset. It stops at the segment's end, which a split may
-// move while it reads. A body that delivers nothing for the stall timeout
-// is dropped (a *StallError).
+// move while it reads. A body that stalls is dropped (a *StallError, the
+// transport's).
 func (d *segDownload) get(ctx context.Context, s *segment) (int64, error) {
 	d.mu.Lock()
 	off, end := s.off, s.end
@@ -435,9 +435,6 @@ func (d *segDownload) get(ctx context.Context, s *segment) (int64, error) {
 		return 0, &requestError{err: err}
 	}
 	defer resp.Body.Close()
-	stalled := &StallError{URL: redact(d.u), After: d.c.stall}
-	timer := time.AfterFunc(d.c.stall, func() { cancel(stalled) })
-	defer timer.Stop()
 	var length int64
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
@@ -469,7 +466,6 @@ func (d *segDownload) get(ctx context.Context, s *segment) (int64, error) {
 		}
 		k, rerr := body.Read(buf[:min(int64(len(buf)), room)])
 		if k > 0 {
-			timer.Reset(d.c.stall)
 			if _, err := d.ing.f.WriteAt(buf[:k], pos); err != nil {
 				return n, fmt.Errorf("writing to the cache: %w", err)
 			}
@@ -487,10 +483,7 @@ func (d *segDownload) get(ctx context.Context, s *segment) (int64, error) {
 			return n, nil // all that was asked, or a shorter answer
 		}
 		if rerr != nil {
-			if ctx.Err() == nil && context.Cause(rctx) == stalled {
-				return n, stalled
-			}
-			return n, rerr
+			return n, withURL(rerr, d.u)
 		}
 	}
 }

@@ -24,7 +24,11 @@ import (
 // connections mid-body, truncates bodies under a correct Content-Length,
 // answers 5xx or 429 with Retry-After, trickles bodies slowly, flips bytes
 // in bodies, and can present itself as a bearer-token registry whose token
-// endpoint fails. Faults are rules added and removed at runtime, each scoped
+// endpoint fails. Its hostile modes would hang a naive client: redirect
+// loops, 200 answers to a Range with half the blob, tag lists whose next
+// page is themselves, oversized manifests, bodies longer than their
+// descriptor, and 1-byte drips (of an answer, or of the reading of an
+// upload). Faults are rules added and removed at runtime, each scoped
 // to a kind of request, a method, a digest, the Nth matching request or at
 // most K of them. It counts every request by kind and the body bytes it sent,
 // so tests can assert retries and "fetched only what the cache lacks".
@@ -109,6 +113,32 @@ const (
 	// FaultCorrupt flips the byte at offset Fault.After (default: the middle)
 	// and every 64 KiB after it; the length is kept.
 	FaultCorrupt
+
+	// Hostile modes: a registry that would make a naive client loop or wait
+	// forever.
+
+	// FaultRedirectLoop answers 307 with a Location back to the same path
+	// (a query that changes on each hop), without asking the upstream.
+	FaultRedirectLoop
+	// FaultIgnoreRange forwards the request without its Range header and
+	// answers 200 with the whole blob's Content-Length, but sends only
+	// Fault.After bytes of it (default: half), then closes the connection.
+	FaultIgnoreRange
+	// FaultLinkLoop passes a tags list (or catalog) through with a
+	// Link: <same URL>; rel="next" header: page 2 is page 1, forever.
+	FaultLinkLoop
+	// FaultOversize sends the upstream's body padded with spaces (valid at
+	// the end of JSON) to Fault.Size bytes (default 64 MiB), with that
+	// Content-Length.
+	FaultOversize
+	// FaultLonger sends Fault.Size more bytes (default 64 KiB) after the
+	// upstream's body, with a Content-Length that counts them: a body that
+	// runs past the size its descriptor declares.
+	FaultLonger
+	// FaultDrip sends the response body one byte every Fault.Every (default
+	// 2s); a request with a body (an upload) is read at that pace instead.
+	// It gives up (reset) after the proxy's MaxSlow.
+	FaultDrip
 )
 
 func (m FaultMode) String() string {
@@ -125,6 +155,18 @@ func (m FaultMode) String() string {
 		return "slow"
 	case FaultCorrupt:
 		return "corrupt"
+	case FaultRedirectLoop:
+		return "redirect-loop"
+	case FaultIgnoreRange:
+		return "ignore-range"
+	case FaultLinkLoop:
+		return "link-loop"
+	case FaultOversize:
+		return "oversize"
+	case FaultLonger:
+		return "longer"
+	case FaultDrip:
+		return "drip"
 	}
 	return "none"
 }
@@ -157,6 +199,10 @@ type Fault struct {
 	Rate int64
 	// Stall is how long FaultSlow sends nothing once it has sent After bytes.
 	Stall time.Duration
+	// Size is FaultOversize's body size and FaultLonger's extra bytes.
+	Size int64
+	// Every is FaultDrip's pause between two bytes (default 2s).
+	Every time.Duration
 }
 
 // FaultRule is a Fault added to a proxy; it says how often it applied.
@@ -652,6 +698,19 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 			x.cut(true)
 			return
 		}
+	case FaultRedirectLoop:
+		drain(r.Body)
+		hop, _ := strconv.Atoi(r.URL.Query().Get("hop"))
+		w.Header().Set("Location", r.URL.Path+"?hop="+strconv.Itoa(hop+1))
+		x.header(http.StatusTemporaryRedirect)
+		return
+	case FaultIgnoreRange:
+		r.Header.Del("Range")
+	case FaultDrip:
+		if r.ContentLength != 0 && r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			r.Body = &dripReader{r: r.Body, every: dripEvery(f), ctx: r.Context(), deadline: time.Now().Add(p.opts.maxSlow)}
+			f.Mode = 0 // the answer goes back as it is
+		}
 	}
 
 	var status int
@@ -684,6 +743,28 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 			w.Header().Add(k, v)
 		}
 	}
+	switch f.Mode {
+	case FaultLinkLoop:
+		w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, r.URL.RequestURI()))
+	case FaultOversize:
+		size := f.Size
+		if size <= 0 {
+			size = 64 << 20
+		}
+		if length >= 0 && size > length {
+			body = io.MultiReader(body, io.LimitReader(repeatByte(' '), size-length))
+			length = size
+		}
+	case FaultLonger:
+		extra := f.Size
+		if extra <= 0 {
+			extra = 64 << 10
+		}
+		if length >= 0 {
+			body = io.MultiReader(body, io.LimitReader(repeatByte('x'), extra))
+			length += extra
+		}
+	}
 	if length >= 0 {
 		w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
 	}
@@ -700,7 +781,7 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch f.Mode {
-	case FaultReset, FaultTruncate:
+	case FaultReset, FaultTruncate, FaultIgnoreRange:
 		if err := x.copy(io.LimitReader(body, at)); err != nil {
 			return
 		}
@@ -709,6 +790,8 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		_ = x.copy(&flipper{r: body, at: at})
 	case FaultSlow:
 		p.trickle(r.Context(), x, body, f, at)
+	case FaultDrip:
+		p.drip(r.Context(), x, body, dripEvery(f))
 	default:
 		_ = x.copy(body)
 	}
@@ -789,6 +872,80 @@ func (p *FaultProxy) trickle(ctx context.Context, x *exchange, body io.Reader, f
 			return
 		}
 	}
+}
+
+func dripEvery(f Fault) time.Duration {
+	if f.Every > 0 {
+		return f.Every
+	}
+	return 2 * time.Second
+}
+
+// drip sends body one byte every every; it gives up (reset) after the
+// proxy's MaxSlow, and stops when the client goes away or the proxy closes.
+func (p *FaultProxy) drip(ctx context.Context, x *exchange, body io.Reader, every time.Duration) {
+	deadline := time.Now().Add(p.opts.maxSlow)
+	var b [1]byte
+	for {
+		if time.Now().After(deadline) {
+			x.cut(true)
+			return
+		}
+		n, err := body.Read(b[:])
+		if n > 0 {
+			if x.write(b[:n]) != nil {
+				return
+			}
+			_ = x.rc.Flush()
+			t := time.NewTimer(every)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// dripReader reads a request body one byte every every, until deadline.
+type dripReader struct {
+	r        io.ReadCloser
+	every    time.Duration
+	ctx      context.Context
+	deadline time.Time
+}
+
+func (d *dripReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if time.Now().After(d.deadline) {
+		return 0, errors.New("fault proxy: drip gave up")
+	}
+	t := time.NewTimer(d.every)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-d.ctx.Done():
+		return 0, d.ctx.Err()
+	}
+	return d.r.Read(b[:1])
+}
+
+func (d *dripReader) Close() error { return d.r.Close() }
+
+// repeatByte is an endless stream of one byte.
+type repeatByte byte
+
+func (c repeatByte) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte(c)
+	}
+	return len(b), nil
 }
 
 // flipper flips the byte at offset at and every 64 KiB after it.

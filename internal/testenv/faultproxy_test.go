@@ -305,3 +305,100 @@ func TestFaultProxyBounds(t *testing.T) {
 		t.Errorf("the proxy still answers after its lifetime: %d", g.status)
 	}
 }
+
+// The hostile modes: what a registry that would hang a naive client sends.
+func TestFaultProxyHostileModes(t *testing.T) {
+	_, host, data, dg := upstream(t)
+	p := StartFaultProxy(t, host)
+	blobURL := p.URL + "/v2/fp/blob/blobs/" + dg
+	size := int64(len(data))
+
+	t.Run("redirect loop", func(t *testing.T) {
+		p.ClearFaults()
+		p.Inject(Fault{Mode: FaultRedirectLoop, Kind: KindBlob})
+		c := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		loc := blobURL
+		for hop := 1; hop <= 3; hop++ {
+			resp, err := c.Get(loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			want := "/v2/fp/blob/blobs/" + dg + fmt.Sprintf("?hop=%d", hop)
+			if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != want {
+				t.Fatalf("hop %d: %d, Location %q; want 307 to %s", hop, resp.StatusCode, resp.Header.Get("Location"), want)
+			}
+			loc = p.URL + want
+		}
+	})
+	t.Run("200 ignoring Range, half the body", func(t *testing.T) {
+		p.ClearFaults()
+		p.Inject(Fault{Mode: FaultIgnoreRange, Kind: KindBlob})
+		g := get(t, blobURL, map[string]string{"Range": "bytes=100-199"})
+		if g.status != 200 || g.length != size || int64(len(g.body)) != size/2 || !errors.Is(g.err, io.ErrUnexpectedEOF) || !bytes.Equal(g.body, data[:size/2]) {
+			t.Errorf("status %d, Content-Length %d, %d bytes, err %v; want 200, %d, the first %d and unexpected EOF", g.status, g.length, len(g.body), g.err, size, size/2)
+		}
+	})
+	t.Run("Link loop", func(t *testing.T) {
+		p.ClearFaults()
+		p.Inject(Fault{Mode: FaultLinkLoop, Kind: KindTags})
+		g := get(t, p.URL+"/v2/fp/blob/tags/list?n=5", nil)
+		if want := `</v2/fp/blob/tags/list?n=5>; rel="next"`; g.header.Get("Link") != want {
+			t.Errorf("Link %q, want %q", g.header.Get("Link"), want)
+		}
+	})
+	t.Run("oversize", func(t *testing.T) {
+		p.ClearFaults()
+		p.Inject(Fault{Mode: FaultOversize, Kind: KindBlob, Size: 1 << 20})
+		g := get(t, blobURL, nil)
+		if g.err != nil || g.length != 1<<20 || len(g.body) != 1<<20 || !bytes.Equal(g.body[:size], data) || strings.TrimLeft(string(g.body[size:]), " ") != "" {
+			t.Errorf("Content-Length %d, %d bytes, err %v; want the blob padded with spaces to 1 MiB", g.length, len(g.body), g.err)
+		}
+	})
+	t.Run("longer", func(t *testing.T) {
+		p.ClearFaults()
+		p.Inject(Fault{Mode: FaultLonger, Kind: KindBlob, Size: 100})
+		g := get(t, blobURL, nil)
+		if g.err != nil || g.length != size+100 || int64(len(g.body)) != size+100 || !bytes.Equal(g.body[:size], data) {
+			t.Errorf("Content-Length %d, %d bytes, err %v; want the blob and 100 more bytes", g.length, len(g.body), g.err)
+		}
+	})
+	t.Run("drip", func(t *testing.T) {
+		p.ClearFaults()
+		p.Inject(Fault{Mode: FaultDrip, Kind: KindBlob, Every: 100 * time.Millisecond})
+		c := &http.Client{Timeout: time.Second}
+		resp, err := c.Get(blobURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil || len(b) < 5 || len(b) > 11 || !bytes.Equal(b, data[:len(b)]) {
+			t.Errorf("%d bytes in 1s, err %v; want about 10 and a timeout", len(b), err)
+		}
+	})
+	t.Run("drip on an upload", func(t *testing.T) {
+		p.ClearFaults()
+		p.Inject(Fault{Mode: FaultDrip, Kind: KindUpload, Every: 100 * time.Millisecond})
+		c := &http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Post(p.URL+"/v2/fp/up/blobs/uploads/", "application/octet-stream", strings.NewReader("0123456789"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		start := time.Now()
+		req, _ := http.NewRequest(http.MethodPatch, loc, strings.NewReader("abcde"))
+		if !strings.HasPrefix(loc, "http") {
+			req, _ = http.NewRequest(http.MethodPatch, p.URL+loc, strings.NewReader("abcde"))
+		}
+		resp, err = c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if took := time.Since(start); took < 400*time.Millisecond {
+			t.Errorf("a 5-byte upload read in %s, want about 0.5s (1 byte / 100ms)", took)
+		}
+	})
+}
