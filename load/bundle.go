@@ -1,19 +1,16 @@
 package load
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
 	"sort"
-	"strings"
 
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -22,7 +19,7 @@ import (
 // ErrCompressed is returned by Open for a gzip-compressed bundle: its blobs
 // cannot be read by offset, so the caller decompresses it into a temp file
 // first.
-var ErrCompressed = errors.New("the bundle is gzip-compressed")
+var ErrCompressed = tarball.ErrCompressed
 
 // ChangedError says that bytes read from the bundle for loading are not the
 // bytes that were verified: the file changed between the passes, or a disk
@@ -63,8 +60,11 @@ type Bundle struct {
 	// tagged reference.
 	DockerManifest []tarball.DockerManifestEntry
 
-	path    string
-	f       bundleFile
+	path string
+	f    bundleFile
+	file *tarball.File
+	// blobs is where each blob lies, from file, for daemon_classic.go
+	// until it reads through file.
 	blobs   map[v1.Hash]span
 	regions []region
 	// shallow are the layers the verify pass did not decompress
@@ -99,15 +99,23 @@ func (b *Bundle) SetShallow(hs map[v1.Hash]bool) { b.shallow = hs }
 
 // Open reads the headers of the plain (not compressed) bundle file at path,
 // bundle.json and manifest.json, and notes where every blob is, seeking
-// past blob contents. It checks only what it needs to find its way (a
-// complete check is the verify package's); its errors say the file is not
-// a bundle it can read. It returns ErrCompressed for a gzip-compressed file.
+// past blob contents (tarball.OpenReaderAt: the header checks of
+// tarball.Reader; the check of blob contents is the verify package's).
+// It returns ErrCompressed for a gzip-compressed file.
 func Open(path string) (*Bundle, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening bundle: %w", err)
 	}
-	b, err := scan(f)
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("opening bundle: %w", err)
+	}
+	b, err := scan(f, fi.Size())
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -119,9 +127,7 @@ func Open(path string) (*Bundle, error) {
 // bundleFile is the bundle's file: an *os.File, or a split bundle's
 // volumes read as one (tarball.VolumeReader).
 type bundleFile interface {
-	io.Reader
 	io.ReaderAt
-	io.Seeker
 	io.Closer
 }
 
@@ -140,7 +146,7 @@ func OpenVolumes(set *tarball.VolumeSet) (*Bundle, error) {
 		r.Close()
 		return nil, fmt.Errorf("%s is not a regular file", set.Name())
 	}
-	b, err := scan(r)
+	b, err := scan(r, r.Size())
 	if err != nil {
 		r.Close()
 		return nil, err
@@ -155,105 +161,41 @@ func (b *Bundle) Close() error { return b.f.Close() }
 // Path is the file's path.
 func (b *Bundle) Path() string { return b.path }
 
-func scan(f bundleFile) (*Bundle, error) {
-	var magic [2]byte
-	if n, _ := io.ReadFull(f, magic[:]); n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		return nil, ErrCompressed
+func scan(f bundleFile, size int64) (*Bundle, error) {
+	tf, err := tarball.OpenReaderAt(f, size)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("reading bundle: %w", err)
-	}
-	b := &Bundle{f: f, blobs: map[v1.Hash]span{}}
-	// archive/tar reads headers in whole blocks and seeks over contents
-	// (f is an io.Seeker), so after Next the file offset is where the
-	// entry's content starts.
-	tr := tar.NewReader(f)
-	first := true
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading the bundle's headers: %w", err)
-		}
-		off, err := f.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return nil, fmt.Errorf("reading bundle: %w", err)
-		}
-		sp := span{off: off, size: hdr.Size}
-		if first {
-			if hdr.Name != tarball.IndexFile {
-				return nil, fmt.Errorf("the first entry is %q, not %s", hdr.Name, tarball.IndexFile)
-			}
-			first = false
-			data, err := b.readRegion(tr, hdr, sp, tarball.MaxIndexSize)
-			if err != nil {
-				return nil, err
-			}
-			var idx tarball.Index
-			if err := json.Unmarshal(data, &idx); err != nil {
-				return nil, fmt.Errorf("parsing %s: %w", tarball.IndexFile, err)
-			}
-			if idx.SchemaVersion != tarball.SchemaVersion {
-				return nil, fmt.Errorf("%s: schemaVersion is %d, this version of bundle reads %d", tarball.IndexFile, idx.SchemaVersion, tarball.SchemaVersion)
-			}
-			b.Index = &idx
-			continue
-		}
+	b := &Bundle{Index: tf.Index(), f: f, file: tf, blobs: map[v1.Hash]span{}}
+	for _, e := range tf.Entries() {
+		sp := span{off: e.Offset, size: e.Size}
 		switch {
-		case hdr.Typeflag == tar.TypeDir:
-		case hdr.Typeflag != tar.TypeReg:
-			return nil, fmt.Errorf("entry %q: not a regular file", hdr.Name)
-		case hdr.Name == tarball.DockerManifest:
-			data, err := b.readRegion(tr, hdr, sp, tarball.MaxDockerManifestSize)
-			if err != nil {
-				return nil, err
-			}
-			if err := json.Unmarshal(data, &b.DockerManifest); err != nil {
-				return nil, fmt.Errorf("parsing %s: %w", tarball.DockerManifest, err)
-			}
-		case strings.HasPrefix(hdr.Name, tarball.BlobsSHA256Dir):
-			h, err := v1.NewHash("sha256:" + strings.TrimPrefix(hdr.Name, tarball.BlobsSHA256Dir))
-			if err != nil {
-				return nil, fmt.Errorf("entry %q: not a blob name", hdr.Name)
-			}
-			if _, dup := b.blobs[h]; dup {
-				return nil, fmt.Errorf("entry %q: duplicate", hdr.Name)
-			}
-			b.blobs[h] = sp
+		case e.Kind == tarball.KindBlob:
+			b.blobs[e.Digest] = sp
+		case e.Name == tarball.IndexFile || e.Name == tarball.DockerManifest:
+			// Remembered for Watch.
+			sum := sha256.Sum256(tf.Content(e.Name))
+			b.regions = append(b.regions, region{name: e.Name, span: sp, sum: hex.EncodeToString(sum[:])})
 		}
 	}
-	if first {
-		return nil, errors.New("the archive is empty")
+	if data := tf.Content(tarball.DockerManifest); data != nil {
+		if err := json.Unmarshal(data, &b.DockerManifest); err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", tarball.DockerManifest, err)
+		}
 	}
 	return b, nil
 }
 
-// readRegion reads a small entry whole and remembers its hash for Watch.
-func (b *Bundle) readRegion(tr *tar.Reader, hdr *tar.Header, sp span, limit int64) ([]byte, error) {
-	if hdr.Size > limit {
-		return nil, fmt.Errorf("%s: %d bytes is over the limit of %d", hdr.Name, hdr.Size, limit)
-	}
-	data, err := io.ReadAll(tr)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", hdr.Name, err)
-	}
-	sum := sha256.Sum256(data)
-	b.regions = append(b.regions, region{name: hdr.Name, span: sp, sum: hex.EncodeToString(sum[:])})
-	return data, nil
-}
-
 // Has reports whether the file carries blob h.
 func (b *Bundle) Has(h v1.Hash) bool {
-	_, ok := b.blobs[h]
+	_, ok := b.file.Blob(h)
 	return ok
 }
 
 // Size is the size of blob h in the file, or -1 when it does not carry it.
 func (b *Bundle) Size(h v1.Hash) int64 {
-	if sp, ok := b.blobs[h]; ok {
-		return sp.size
+	if e, ok := b.file.Blob(h); ok {
+		return e.Size
 	}
 	return -1
 }
@@ -261,32 +203,32 @@ func (b *Bundle) Size(h v1.Hash) int64 {
 // OpenBlob returns blob h's content. The reader hashes what it reads and
 // returns a *ChangedError instead of io.EOF when the bytes are not blob h.
 func (b *Bundle) OpenBlob(h v1.Hash) (io.ReadCloser, error) {
-	sp, ok := b.blobs[h]
+	e, ok := b.file.Blob(h)
 	if !ok {
 		return nil, fmt.Errorf("blob %s is not in the bundle", h)
 	}
 	if b.shallow[h] {
 		return nil, &ShallowError{Digest: h}
 	}
-	return &blobReader{h: h, r: io.NewSectionReader(b.f, sp.off, sp.size), sum: sha256.New()}, nil
+	return &blobReader{h: h, r: b.file.Section(e.Name), sum: sha256.New()}, nil
 }
 
 // ReadBlob returns the content of a small blob (a manifest, an index, a
 // config), checked against its digest.
 func (b *Bundle) ReadBlob(h v1.Hash, limit int64) ([]byte, error) {
-	sp, ok := b.blobs[h]
+	e, ok := b.file.Blob(h)
 	if !ok {
 		return nil, fmt.Errorf("blob %s is not in the bundle", h)
 	}
-	if sp.size > limit {
-		return nil, fmt.Errorf("blob %s: %d bytes is over the limit of %d", h, sp.size, limit)
+	if e.Size > limit {
+		return nil, fmt.Errorf("blob %s: %d bytes is over the limit of %d", h, e.Size, limit)
 	}
 	rc, err := b.OpenBlob(h)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	data := make([]byte, 0, sp.size)
+	data := make([]byte, 0, e.Size)
 	buf := bytes.NewBuffer(data)
 	if _, err := io.Copy(buf, rc); err != nil {
 		return nil, fmt.Errorf("reading blob %s: %w", h, err)

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"io"
@@ -133,5 +134,40 @@ func TestSelect(t *testing.T) {
 	}
 	if arm[0].Complete || arm[0].Primary.Platform != "linux/arm64/v8" || len(notes) != len(images)-1 {
 		t.Errorf("Select linux/arm64: complete %v, primary %s, %d notes", arm[0].Complete, arm[0].Primary.Platform, len(notes))
+	}
+}
+
+// Open checks headers as tarball.Reader does (it is tarball.OpenReaderAt):
+// the hostile fixtures fail with the Reader's typed error, one that
+// IsCorrupt, where Open's own scan ignored some (a second manifest.json,
+// a name outside the layout) and gave untyped errors for others.
+func TestOpenRefusesWhatReaderRefuses(t *testing.T) {
+	for _, name := range []string{"absolute.tar", "device.tar", "dotdot.tar", "dotdot-in-blobs.tar", "duplicate-blob.tar",
+		"duplicate-bundle-json.tar", "duplicate-manifest-json.tar", "hardlink.tar", "oversized-bundle-json.tar",
+		"oversized-manifest-json.tar", "symlink-dir.tar", "symlink.tar"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("..", "testdata", "hostile", name)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := tarball.NewReader(bytes.NewReader(data))
+			var want error
+			if _, want = r.Index(); want == nil {
+				for want == nil {
+					_, want = r.Next()
+				}
+			}
+			if want == io.EOF {
+				t.Fatalf("the Reader finds no fault in %s", name)
+			}
+			b, err := Open(path)
+			if err == nil {
+				b.Close()
+			}
+			if err == nil || err.Error() != want.Error() || !tarball.IsCorrupt(err) {
+				t.Errorf("Open: %v\nthe Reader: %v", err, want)
+			}
+		})
 	}
 }

@@ -7,6 +7,10 @@
 // Reader reads a bundle in one sequential pass, never seeking, and refuses
 // unsafe entries (absolute or .. paths, links, devices, duplicates, names
 // outside the layout, oversized JSON) and foreign archives by name.
+// Open (OpenReaderAt) is the same Reader run over a file it may seek in:
+// it reads the headers and small JSON entries once, seeking past blobs,
+// and gives each entry's offset and size (File.Lookup, File.Section) for
+// random access; it fails as the Reader would on the same bytes.
 // The writer is deterministic: the same Layout, blobs and modification time
 // give the same bytes. Every blob is checked against its digest and size
 // as it is copied in, so a damaged cache never reaches a bundle.

@@ -19,33 +19,7 @@ import (
 // nothing can fail to read); final errors stay final; and every entry handed
 // out has a safe name inside the layout, of the kind its name says.
 func FuzzReader(f *testing.F) {
-	// Small seeds: the fuzzing engine minimizes slowly on large inputs.
-	img, err := bundletest.RandomImage(8, 1, "linux/amd64", 1)
-	if err != nil {
-		f.Fatal(err)
-	}
-	b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/tiny:1", Image: img})
-	if err != nil {
-		f.Fatal(err)
-	}
-	data, offsets := b.Bytes()
-	f.Add(data)
-	f.Add(gzipped(data))
-	f.Add(data[:offsets[tarball.OCIIndexFile]+3])
-	f.Add(sparseTar())
-	hexID := strings.Repeat("ab", 32)
-	f.Add(bundletest.Tar(
-		bundletest.Entry{Name: hexID + "/layer.tar", Data: []byte("x")},
-		bundletest.Entry{Name: "manifest.json", Data: []byte("[]")},
-	))
-	f.Add(bundletest.Tar(
-		bundletest.Entry{Name: tarball.IndexFile, Data: []byte(`{"schemaVersion":1,"images":[],"blobs":{}}`)},
-		bundletest.Entry{Name: "../evil", Data: []byte("x")},
-		bundletest.Entry{Name: "blobs/sha256/" + hexID, Type: tar.TypeSymlink, Linkname: "/etc/passwd"},
-		bundletest.Entry{Name: "blobs/sha256/" + hexID, Data: []byte("x")},
-		bundletest.Entry{Name: "blobs/sha256/" + hexID, Data: []byte("x")},
-	))
-
+	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := tarball.NewReader(bytes.NewReader(data))
 		defer r.Close()
@@ -138,4 +112,35 @@ func checkEntry(t *testing.T, e *tarball.Entry) {
 	default:
 		t.Fatalf("kind %v", e.Kind)
 	}
+}
+
+// fuzzSeeds adds the seeds of FuzzReader and FuzzOpen: a small valid
+// bundle (plain and gzip), damaged copies and hostile archives.
+func fuzzSeeds(f *testing.F) {
+	// Small seeds: the fuzzing engine minimizes slowly on large inputs.
+	img, err := bundletest.RandomImage(8, 1, "linux/amd64", 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/tiny:1", Image: img})
+	if err != nil {
+		f.Fatal(err)
+	}
+	data, offsets := b.Bytes()
+	f.Add(data)
+	f.Add(gzipped(data))
+	f.Add(data[:offsets[tarball.OCIIndexFile]+3])
+	f.Add(sparseTar())
+	hexID := strings.Repeat("ab", 32)
+	f.Add(bundletest.Tar(
+		bundletest.Entry{Name: hexID + "/layer.tar", Data: []byte("x")},
+		bundletest.Entry{Name: "manifest.json", Data: []byte("[]")},
+	))
+	f.Add(bundletest.Tar(
+		bundletest.Entry{Name: tarball.IndexFile, Data: []byte(`{"schemaVersion":1,"images":[],"blobs":{}}`)},
+		bundletest.Entry{Name: "../evil", Data: []byte("x")},
+		bundletest.Entry{Name: "blobs/sha256/" + hexID, Type: tar.TypeSymlink, Linkname: "/etc/passwd"},
+		bundletest.Entry{Name: "blobs/sha256/" + hexID, Data: []byte("x")},
+		bundletest.Entry{Name: "blobs/sha256/" + hexID, Data: []byte("x")},
+	))
 }

@@ -193,6 +193,13 @@ type Reader struct {
 	started   bool
 	done      bool
 	gzipped   bool
+	// sec is the file for a Reader made by Open: archive/tar then seeks
+	// past contents instead of reading them. indexOffset and indexData
+	// are where bundle.json's content starts and what it is, kept for
+	// Open.
+	sec         *io.SectionReader
+	indexOffset int64
+	indexData   []byte
 }
 
 // NewReader returns a Reader of the bundle in r. Nothing is read until the
@@ -247,6 +254,12 @@ func (r *Reader) Index() (*Index, error) {
 }
 
 func (r *Reader) start() error {
+	if r.sec != nil {
+		if err := r.startAt(); err != nil {
+			return err
+		}
+		return r.readIndex()
+	}
 	br := bufio.NewReaderSize(r.src, 64<<10)
 	magic, err := br.Peek(2)
 	if len(magic) == 0 {
@@ -271,7 +284,31 @@ func (r *Reader) start() error {
 	}
 	r.tail = &tailReader{r: stream}
 	r.tr = tar.NewReader(r.tail)
+	return r.readIndex()
+}
 
+// startAt starts a Reader made by Open: a gzip-compressed file is refused,
+// as its entries cannot be read by offset; archive/tar seeks past contents.
+func (r *Reader) startAt() error {
+	var magic [2]byte
+	n, err := r.sec.ReadAt(magic[:], 0)
+	if n == 0 {
+		if err != nil && err != io.EOF {
+			return r.ioErr(err)
+		}
+		return &NotBundleError{Detail: "the file is empty"}
+	}
+	if n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		return ErrCompressed
+	}
+	r.tail = &tailReader{r: r.src}
+	r.tr = tar.NewReader(&seekTail{tailReader: r.tail, sec: r.sec})
+	return nil
+}
+
+// readIndex reads the first header, which must be bundle.json's, and
+// bundle.json.
+func (r *Reader) readIndex() error {
 	hdr, err := r.tr.Next()
 	if err != nil {
 		if err := r.src.failed(); err != nil {
@@ -302,6 +339,7 @@ func (r *Reader) start() error {
 	}
 	r.seen[IndexFile] = true
 	r.last = IndexFile
+	r.indexOffset = r.tail.n
 	data := make([]byte, hdr.Size)
 	if _, err := io.ReadFull(r.tr, data); err != nil {
 		if err == io.EOF {
@@ -317,6 +355,9 @@ func (r *Reader) start() error {
 		return &CorruptError{Entry: IndexFile, Err: fmt.Errorf("schemaVersion is %d, this version of bundle reads %d", idx.SchemaVersion, SchemaVersion)}
 	}
 	r.index = &idx
+	if r.sec != nil {
+		r.indexData = data
+	}
 	return nil
 }
 
@@ -636,4 +677,41 @@ func (t *tailReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// seekTail is the tailReader of a Reader made by Open. archive/tar skips
+// an entry's content (less its last byte, which it reads) with relative
+// seeks; the bytes skipped are looked at only for the zeros at their end,
+// so that the end-of-archive check sees what a sequential pass would.
+type seekTail struct {
+	*tailReader
+	sec  *io.SectionReader
+	look [2 * 512]byte
+}
+
+func (s *seekTail) Seek(offset int64, whence int) (int64, error) {
+	if whence != io.SeekCurrent || offset < 0 {
+		return -1, errors.New("seeking in the bundle: only forward from the current offset")
+	}
+	if offset == 0 {
+		return s.n, nil
+	}
+	if _, err := s.sec.Seek(offset, io.SeekCurrent); err != nil {
+		return -1, err
+	}
+	end := s.n + offset
+	w := min(offset, int64(len(s.look)))
+	k, _ := s.sec.ReadAt(s.look[:w], end-w)
+	switch trimmed := int64(len(bytes.TrimRight(s.look[:k], "\x00"))); {
+	case int64(k) < w:
+		s.zeros = 0 // past the end of the file: the next read says so
+	case trimmed > 0:
+		s.zeros = w - trimmed
+	case offset > w:
+		s.zeros = w // at least: all that the end check asks
+	default:
+		s.zeros += offset
+	}
+	s.n = end
+	return end, nil
 }
