@@ -105,7 +105,11 @@ func NewDaemon(opts Options) (*Daemon, error) {
 		return nil, &SpecError{Spec: "DOCKER_HOST=" + host, Reason: "bundle load talks to unix:// and tcp:// daemons only"}
 	}
 	d.client = &http.Client{Transport: tr}
-	d.inflate = decompressLayers(d.local)
+	mode := opts.DockerDecompress
+	if mode == DecompressAuto {
+		mode = decompressEnv()
+	}
+	d.inflate = decompressLayers(mode, d.local)
 	return d, nil
 }
 

@@ -46,8 +46,8 @@ import (
 // 24.0 s this way. The daemon writes the decompressed bytes to its temp
 // directory before it loads them, 2 to 3 times what it would write, which
 // is why a remote daemon gets the original blobs (and then the verify pass
-// decompresses them). BUNDLE_DOCKER_DECOMPRESS=1 (or 0) forces it on (or
-// off), for measuring.
+// decompresses them). Options.DockerDecompress (or, left at its default,
+// BUNDLE_DOCKER_DECOMPRESS=1 or 0) forces it on or off, for measuring.
 const (
 	// maxDaemonStreams caps the parallel POST /images/load streams.
 	maxDaemonStreams = 4

@@ -140,17 +140,44 @@ func gzipSize(b *Bundle, h v1.Hash) (int64, bool) {
 	return n, true
 }
 
-// decompressLayers says whether a load sends gzip layers decompressed to a
-// daemon with the classic store: never to a remote one (2 to 3 times the
-// bytes over the network), always to a local one (then the verify pass
-// does not decompress those layers: the load does, once, under the bomb
-// limit, and the daemon does not), unless BUNDLE_DOCKER_DECOMPRESS says
-// otherwise.
-func decompressLayers(local bool) bool {
+// Decompress says whether a load into a docker daemon with the classic
+// image store sends gzip layers decompressed (Options.DockerDecompress).
+type Decompress int
+
+const (
+	// DecompressAuto, the default: to a daemon on this machine, not to a
+	// remote one (decompressLayers), unless BUNDLE_DOCKER_DECOMPRESS says
+	// otherwise (NewDaemon).
+	DecompressAuto Decompress = iota
+	// DecompressAlways sends gzip layers decompressed to any daemon.
+	DecompressAlways
+	// DecompressNever sends every layer as the bundle carries it.
+	DecompressNever
+)
+
+// decompressEnv is the mode BUNDLE_DOCKER_DECOMPRESS asks for, for
+// measuring: 1 (or true, yes) always, 0 (or false, no) never, else auto.
+// NewDaemon reads it when Options.DockerDecompress is DecompressAuto.
+func decompressEnv() Decompress {
 	switch os.Getenv("BUNDLE_DOCKER_DECOMPRESS") {
 	case "1", "true", "yes":
-		return true
+		return DecompressAlways
 	case "0", "false", "no":
+		return DecompressNever
+	}
+	return DecompressAuto
+}
+
+// decompressLayers says whether a load sends gzip layers decompressed to a
+// daemon with the classic store: with DecompressAuto, never to a remote one
+// (2 to 3 times the bytes over the network), always to a local one (then
+// the verify pass does not decompress those layers: the load does, once,
+// under the bomb limit, and the daemon does not).
+func decompressLayers(mode Decompress, local bool) bool {
+	switch mode {
+	case DecompressAlways:
+		return true
+	case DecompressNever:
 		return false
 	}
 	return local
