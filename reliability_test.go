@@ -476,7 +476,7 @@ func startBundle(t *testing.T, args ...string) *child {
 	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
 	c.cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
 	// Dies with the test binary, whatever happens.
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	c.cmd.SysProcAttr = dieWithTest(t)
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -644,25 +644,6 @@ func TestReliabilitySIGINT(t *testing.T) {
 		t.Errorf("the output lock is still held after SIGINT: %v", err)
 	}
 	t.Log("stopped after SIGINT with exit 130")
-}
-
-// mountTmpfs mounts a tmpfs at dir (root only) and unmounts it when the test
-// ends; it reports whether it could.
-func mountTmpfs(t *testing.T, dir string, flags uintptr, size string) bool {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return false
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", flags, "size="+size+",mode=0755"); err != nil {
-		t.Logf("mount tmpfs on %s: %v", dir, err)
-		return false
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return true
 }
 
 // A full disk while the bundle is written (the free-space check, which
@@ -860,7 +841,7 @@ func TestReliabilityOutputDirUnwritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	roHow := "a read-only tmpfs"
-	if !mountTmpfs(t, ro, unix.MS_RDONLY, "64k") {
+	if !mountTmpfs(t, ro, tmpfsReadOnly, "64k") {
 		// Without root, mode 0555 is enough; as root it is not (root
 		// writes anyway), and only a read-only mount makes the case.
 		if os.Geteuid() == 0 {

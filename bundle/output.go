@@ -15,7 +15,6 @@ import (
 	"github.com/bundle-tool/bundle/internal/space"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 )
 
 // outputFile is the bundle being written: a temp file beside the final
@@ -125,8 +124,7 @@ func (o *outputFile) writer() {
 			}
 			off += int64(len(b))
 			if off-started >= writeBackGap {
-				// Start write-back of what is written so far; does not wait.
-				_ = unix.SyncFileRange(int(o.f.Fd()), started, off-started, unix.SYNC_FILE_RANGE_WRITE)
+				startWriteBack(o.f, started, off-started)
 				started = off
 			}
 		}

@@ -127,6 +127,7 @@ func countTagged(images []Image) int {
 // A daemon reached over the network gets the layers as the bundle holds
 // them: decompressed they would be several times the bytes on the wire.
 func TestDaemonRemoteKeepsCompressed(t *testing.T) {
+	t.Setenv("BUNDLE_DOCKER_DECOMPRESS", "")
 	for host, local := range map[string]bool{
 		"unix:///run/docker.sock":   true,
 		"tcp://127.0.0.1:2375":      true,
@@ -147,20 +148,31 @@ func TestDaemonRemoteKeepsCompressed(t *testing.T) {
 		}
 	}
 	// A local daemon gets decompressed layers (the load decompresses them
-	// instead of the verify pass); the environment forces it either way.
+	// instead of the verify pass); Options.DockerDecompress forces it
+	// either way, and so, when that is left at its default, does the
+	// environment.
 	for _, tc := range []struct {
-		env   string
-		local bool
-		want  bool
+		mode Decompress
+		env  string
+		host string
+		want bool
 	}{
-		{"", true, true},
-		{"", false, false},
-		{"1", false, true},
-		{"0", true, false},
+		{DecompressAuto, "", "unix:///run/docker.sock", true},
+		{DecompressAuto, "", "tcp://10.1.2.3:2375", false},
+		{DecompressAlways, "", "tcp://10.1.2.3:2375", true},
+		{DecompressNever, "", "unix:///run/docker.sock", false},
+		{DecompressAuto, "1", "tcp://10.1.2.3:2375", true},
+		{DecompressAuto, "0", "unix:///run/docker.sock", false},
+		{DecompressAlways, "0", "tcp://10.1.2.3:2375", true},
+		{DecompressNever, "1", "unix:///run/docker.sock", false},
 	} {
 		t.Setenv("BUNDLE_DOCKER_DECOMPRESS", tc.env)
-		if got := decompressLayers(tc.local); got != tc.want {
-			t.Errorf("decompressLayers(%v) with %q: %v", tc.local, tc.env, got)
+		d, err := NewDaemon(Options{DockerHost: tc.host, Jobs: 4, DockerDecompress: tc.mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.inflate != tc.want {
+			t.Errorf("%s, DockerDecompress %d, BUNDLE_DOCKER_DECOMPRESS=%q: decompress %v, want %v", tc.host, tc.mode, tc.env, d.inflate, tc.want)
 		}
 	}
 	// Through the planner: a remote daemon gets the gzip blob itself.
@@ -572,11 +584,17 @@ func TestDaemonClassicReal(t *testing.T) {
 
 func testDaemonClassicReal(t *testing.T, inflate bool) {
 	dd := realDockerd(t)
-	d, err := NewDaemon(Options{DockerHost: dd.Host, Jobs: 6})
+	mode := DecompressNever
+	if inflate {
+		mode = DecompressAlways
+	}
+	d, err := NewDaemon(Options{DockerHost: dd.Host, Jobs: 6, DockerDecompress: mode})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.inflate = inflate
+	if d.inflate != inflate {
+		t.Fatalf("DockerDecompress %d: decompress %v", mode, d.inflate)
+	}
 	fx := writeBundle(t, t.TempDir(), sharedImages(t, "example.com/"+uniq("real")))
 	b, sel := openFixture(t, fx, Selection{})
 	t.Cleanup(func() {

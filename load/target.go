@@ -170,6 +170,11 @@ type Options struct {
 	// DockerHost is the daemon's address; "" means $DOCKER_HOST, else
 	// unix:///var/run/docker.sock.
 	DockerHost string
+	// DockerDecompress says whether gzip layers go decompressed to a docker
+	// daemon with the classic image store; DecompressAuto (the zero value)
+	// means to a daemon on this machine only, unless
+	// BUNDLE_DOCKER_DECOMPRESS=1 or 0 says otherwise.
+	DockerDecompress Decompress
 	// Progress, when set, is told of the retries of requests made outside
 	// Load (Ping, Check), so that every retry of a run is reported.
 	Progress Progress

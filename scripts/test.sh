@@ -18,6 +18,9 @@ scripts/install-deps.sh
 echo "== go vet"
 go vet ./...
 
+echo "== cross-builds (darwin, arm64)"
+GOOS=darwin go build ./... && GOARCH=arm64 go build ./...
+
 echo "== go test (race detector on)"
 go test -race -count=1 -timeout 40m ./...
 

@@ -346,7 +346,7 @@ func (d *Dockerd) stop() []string {
 	// Mounts left by a forced stop (netns, shm) would make removal fail.
 	for _, dir := range []string{d.shortDir, d.DataRoot} {
 		for _, mp := range mountsUnder(dir) {
-			if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+			if err := unmountDetach(mp); err != nil {
 				problems = append(problems, fmt.Sprintf("unmounting %s: %v", mp, err))
 			} else {
 				problems = append(problems, fmt.Sprintf("%s was left mounted (unmounted)", mp))

@@ -39,7 +39,11 @@ func startProcess(name, path string, args []string, env []string, logPath string
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: deathSig}
+	attr, err := deathSigAttr(deathSig)
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	cmd.SysProcAttr = attr
 	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 
 	started := make(chan error, 1)

@@ -502,10 +502,10 @@ func TestTestBinaryCrashLeavesNothing(t *testing.T) {
 	}
 	waitGone(left, 5*time.Second)
 	for _, mp := range mountsUnder(shortDir) {
-		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
+		_ = unmountDetach(mp)
 	}
 	for _, mp := range mountsUnder(dir) {
-		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
+		_ = unmountDetach(mp)
 	}
 	if err := os.RemoveAll(shortDir); err != nil {
 		t.Errorf("removing %s: %v", shortDir, err)
