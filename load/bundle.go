@@ -60,12 +60,9 @@ type Bundle struct {
 	// tagged reference.
 	DockerManifest []tarball.DockerManifestEntry
 
-	path string
-	f    bundleFile
-	file *tarball.File
-	// blobs is where each blob lies, from file, for daemon_classic.go
-	// until it reads through file.
-	blobs   map[v1.Hash]span
+	path    string
+	f       bundleFile
+	file    *tarball.File
 	regions []region
 	// shallow are the layers the verify pass did not decompress
 	// (SetShallow).
@@ -166,12 +163,10 @@ func scan(f bundleFile, size int64) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Index: tf.Index(), f: f, file: tf, blobs: map[v1.Hash]span{}}
+	b := &Bundle{Index: tf.Index(), f: f, file: tf}
 	for _, e := range tf.Entries() {
 		sp := span{off: e.Offset, size: e.Size}
 		switch {
-		case e.Kind == tarball.KindBlob:
-			b.blobs[e.Digest] = sp
 		case e.Name == tarball.IndexFile || e.Name == tarball.DockerManifest:
 			// Remembered for Watch.
 			sum := sha256.Sum256(tf.Content(e.Name))

@@ -118,22 +118,23 @@ func inflatedSize(b *Bundle, h v1.Hash, limit int64) (int64, error) {
 // that remainder that deflate could have made the blob from. ok is false
 // when the blob is not gzip.
 func gzipSize(b *Bundle, h v1.Hash) (int64, bool) {
-	sp := b.blobs[h]
-	if sp.size < 20 {
+	e, ok := b.file.Blob(h)
+	if !ok || e.Size < 20 {
 		return 0, false
 	}
+	sec := b.file.Section(e.Name)
 	var head [2]byte
 	var tail [4]byte
-	if _, err := b.f.ReadAt(head[:], sp.off); err != nil || head[0] != 0x1f || head[1] != 0x8b {
+	if _, err := sec.ReadAt(head[:], 0); err != nil || head[0] != 0x1f || head[1] != 0x8b {
 		return 0, false
 	}
-	if _, err := b.f.ReadAt(tail[:], sp.off+sp.size-4); err != nil {
+	if _, err := sec.ReadAt(tail[:], e.Size-4); err != nil {
 		return 0, false
 	}
 	n := int64(binary.LittleEndian.Uint32(tail[:]))
 	// Deflate expands incompressible data by 5 bytes per 64 KiB stored
 	// block at most; gzip adds a header and a trailer.
-	least := sp.size - sp.size/8192 - 1024
+	least := e.Size - e.Size/8192 - 1024
 	for n < least {
 		n += 1 << 32
 	}

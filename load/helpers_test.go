@@ -233,7 +233,7 @@ func openFixture(t testing.TB, fx *fixture, sel Selection) (*Bundle, []Image) {
 // flipByteOf flips a byte in the middle of blob h's content in the file.
 func flipByteOf(t testing.TB, path string, b *Bundle, h v1.Hash) {
 	t.Helper()
-	sp, ok := b.blobs[h]
+	e, ok := b.file.Blob(h)
 	if !ok {
 		t.Fatalf("no blob %s", h)
 	}
@@ -243,7 +243,7 @@ func flipByteOf(t testing.TB, path string, b *Bundle, h v1.Hash) {
 	}
 	defer f.Close()
 	buf := make([]byte, 1)
-	off := sp.off + sp.size/2
+	off := e.Offset + e.Size/2
 	if _, err := f.ReadAt(buf, off); err != nil {
 		t.Fatal(err)
 	}
