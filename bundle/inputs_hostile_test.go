@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // within fails the test when fn has not returned within 20 s: a planted
@@ -93,5 +95,29 @@ func TestLockFilePlanted(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "named pipe") {
 		t.Errorf("lockOutput over a FIFO: %v; want it refused", err)
+	}
+}
+
+// bundle inventory --from oci:DIR lists the layout's own blobs: a
+// blobs/sha256 that links out of the layout is refused, not listed.
+func TestLayoutInventoryLinkOut(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hex := strings.Repeat("a", 64)
+	if err := os.WriteFile(filepath.Join(outside, hex), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "blobs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "blobs", "sha256")); err != nil {
+		t.Fatal(err)
+	}
+	inv := &Inventory{Blobs: map[v1.Hash]int64{}}
+	err := layoutInventory(dir, inv)
+	if err == nil || !strings.Contains(err.Error(), "leads out of") {
+		t.Errorf("layoutInventory: %v, %d blobs; want the link out refused", err, len(inv.Blobs))
 	}
 }
