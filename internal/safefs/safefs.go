@@ -89,6 +89,11 @@ func open(path string, nofollow int) (*os.File, error) {
 		fi, err = os.Stat(path)
 	}
 	if err != nil {
+		// Said as an open: what the caller asked for.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Op = "open"
+		}
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
