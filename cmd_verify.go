@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/safefs"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/urfave/cli/v2"
@@ -110,7 +111,7 @@ func runVerify(c *cli.Context) error {
 		}
 	} else if in.path != "" {
 		sumFile := in.path + ".sha256"
-		switch f, err := os.Open(sumFile); {
+		switch f, err := safefs.Open(sumFile); {
 		case err == nil:
 			h, err := verify.ParseChecksumFile(f, in.path)
 			f.Close()

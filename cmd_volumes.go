@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bundle-tool/bundle/internal/safefs"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -41,7 +42,7 @@ func volumeArgs(c *cli.Context, cmd string) ([]string, error) {
 func splitChecksums(set *tarball.VolumeSet, opts *verify.Options, warn func(string, ...any)) (string, error) {
 	sumFile := set.Base + ".sha256"
 	var sums map[string]v1.Hash
-	switch f, err := os.Open(sumFile); {
+	switch f, err := safefs.Open(sumFile); {
 	case err == nil:
 		sums, err = verify.ParseChecksums(f)
 		f.Close()

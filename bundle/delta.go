@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/safefs"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -106,6 +106,18 @@ func ReadBundleIndex(name string) (*tarball.Index, string, error) {
 	set, err := tarball.FindVolumes(name)
 	if err != nil {
 		return nil, name, fmt.Errorf("opening %s: %w", name, err)
+	}
+	if set.Size() < 0 {
+		// A FIFO or a device: never waited on (the base is read twice).
+		for _, v := range set.Readable() {
+			if v.Size < 0 {
+				fi, err := os.Stat(v.Path)
+				if err == nil {
+					err = &safefs.NotRegularError{Path: v.Path, Mode: fi.Mode()}
+				}
+				return nil, set.Name(), fmt.Errorf("opening %s: %w", name, err)
+			}
+		}
 	}
 	r, err := set.Open()
 	if err != nil {
@@ -218,14 +230,20 @@ type Inventory struct {
 	Blobs map[v1.Hash]int64 `json:"blobs"`
 }
 
+// MaxInventorySize is the largest inventory file ReadInventory reads.
+const MaxInventorySize = 256 << 20
+
 // ReadInventory reads an inventory file.
+// It must be a regular file (links are followed): a FIFO or a device is
+// refused without being waited on, and at most MaxInventorySize bytes are
+// read.
 func ReadInventory(path string) (*Inventory, error) {
-	f, err := os.Open(path)
+	f, err := safefs.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the inventory: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 256<<20))
+	data, err := safefs.ReadAll(f, path, MaxInventorySize)
 	if err != nil {
 		return nil, fmt.Errorf("reading the inventory %s: %w", path, err)
 	}

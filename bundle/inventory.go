@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/internal/safefs"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -119,12 +119,23 @@ func layoutInventory(dir string, inv *Inventory) error {
 	if dir == "" {
 		return errors.New("oci: needs a directory (oci:DIR)")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
+	// Through the layout's root: a blobs/sha256 link out of it is refused.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
 		return fmt.Errorf("%s is not an OCI image layout: %w", dir, err)
 	}
-	ents, err := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	defer root.Close()
+	if _, err := root.Lstat("oci-layout"); err != nil {
+		return fmt.Errorf("%s is not an OCI image layout: %w", dir, err)
+	}
+	var ents []os.DirEntry
+	d, err := root.Open("blobs/sha256")
+	if err == nil {
+		ents, err = d.ReadDir(-1)
+		d.Close()
+	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("listing %s: %w", dir, err)
+		return fmt.Errorf("listing %s: %w", dir, safefs.Explain(root, "blobs/sha256", err))
 	}
 	for _, e := range ents {
 		h, err := v1.NewHash("sha256:" + e.Name())

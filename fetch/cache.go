@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/safefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +33,11 @@ import (
 // Blobs are not fsynced: after a crash a blob may be damaged, so a blob
 // from an earlier run is re-hashed whenever it is used. A partial download is kept so that a
 // later run resumes it.
+//
+// A file planted in the cache (a link, a FIFO, a device) is never followed,
+// waited on or read: complete blobs and ingest files are opened with
+// O_NOFOLLOW, non-blocking, and must be regular; a planted ingest file is
+// removed and the download starts again.
 type Cache struct {
 	dir string
 }
@@ -70,12 +77,35 @@ func (c *Cache) segmentsPath(h v1.Hash) string {
 
 // Has says whether the complete blob is in the cache with that size.
 func (c *Cache) Has(h v1.Hash, size int64) bool {
-	fi, err := os.Stat(c.Path(h))
+	fi, err := os.Lstat(c.Path(h))
 	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
 }
 
-// Open opens a complete blob.
-func (c *Cache) Open(h v1.Hash) (*os.File, error) { return os.Open(c.Path(h)) }
+// Open opens a complete blob: a regular file, not a link.
+func (c *Cache) Open(h v1.Hash) (*os.File, error) { return safefs.OpenNoFollow(c.Path(h)) }
+
+// openPartial opens (creating it) the partial file of h for writing: a
+// regular file. A link, a FIFO or a device planted under its name is
+// removed, and a new file created.
+func (c *Cache) openPartial(h v1.Hash) (*os.File, error) {
+	p := c.partialPath(h)
+	for range 3 {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
+		if err == nil {
+			fi, serr := f.Stat()
+			if serr == nil && fi.Mode().IsRegular() {
+				return f, nil
+			}
+			f.Close()
+		} else if !errors.Is(err, syscall.ELOOP) {
+			return nil, err
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("removing %s (not a regular file): %w", p, err)
+		}
+	}
+	return nil, fmt.Errorf("%s is not a regular file, and keeps coming back", p)
+}
 
 // Remove drops a blob from the cache (used when a reader finds it damaged).
 func (c *Cache) Remove(h v1.Hash) error {
@@ -138,7 +168,7 @@ type ingest struct {
 // waited); the partial file, now useless, is removed then.
 func (c *Cache) openIngest(ctx context.Context, h v1.Hash) (ing *ingest, done bool, err error) {
 	for {
-		f, err := os.OpenFile(c.partialPath(h), os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := c.openPartial(h)
 		if err != nil {
 			return nil, false, fmt.Errorf("opening cache ingest file: %w", err)
 		}
@@ -151,7 +181,7 @@ func (c *Cache) openIngest(ctx context.Context, h v1.Hash) (ing *ingest, done bo
 			f.Close()
 			return nil, false, err
 		}
-		st, err := os.Stat(c.partialPath(h))
+		st, err := os.Lstat(c.partialPath(h))
 		current := err == nil && os.SameFile(fi, st)
 		if c.Has(h, -1) {
 			// Finished by another writer. Our file is either the renamed
@@ -190,7 +220,7 @@ func (c *Cache) openIngest(ctx context.Context, h v1.Hash) (ing *ingest, done bo
 // it). With one, the sidecar's ranges are what was written; a range past
 // the end of the file is a damaged sidecar (an error: start again).
 func (ing *ingest) load(size int64) error {
-	b, err := os.ReadFile(ing.side)
+	b, err := safefs.ReadFileNoFollow(ing.side, maxSidecarSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		n, err := io.Copy(ing.h, ing.f)
@@ -222,6 +252,10 @@ const sidecarMagic = "bundle ingest segments v1"
 
 // maxSidecarSpans bounds what a sidecar may list (a download makes a few).
 const maxSidecarSpans = 4096
+
+// maxSidecarSize bounds a sidecar file: maxSidecarSpans lines of two
+// 19-digit numbers, with room to spare.
+const maxSidecarSize = 1 << 20
 
 // parseSegments reads a sidecar: its magic line, one "a b" line per range
 // [a, b) written, in order, then "crc32 <hex>" of all that came before.
@@ -273,7 +307,19 @@ func formatSegments(spans []span) []byte {
 // temp file renamed): a killed run leaves the old one or the new one.
 func (ing *ingest) saveSegments(spans []span) error {
 	tmp := ing.side + ".tmp"
-	if err := os.WriteFile(tmp, formatSegments(spans), 0o644); err != nil {
+	// A new file, never through a link planted under the temp name.
+	if err := removeIfExists(tmp); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(formatSegments(spans))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, ing.side); err != nil {

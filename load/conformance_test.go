@@ -137,7 +137,7 @@ func targetCases() []targetCase {
 				return l
 			},
 			names: func(t *testing.T, tg Target, im Image) string {
-				li, err := tg.(*Layout).readIndex()
+				li, err := layoutIndexOf(tg.(*Layout))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -148,7 +148,7 @@ func targetCases() []targetCase {
 				// Every blob the entry needs is there and intact.
 				data, mans := layoutBlobs(im)
 				for _, h := range append(data, mans...) {
-					if ok, err := intact(tg.(*Layout).blobPath(h), h); err != nil || !ok {
+					if ok, err := blobIntact(tg.(*Layout), h); err != nil || !ok {
 						t.Errorf("%s: blob %s not intact in the layout (%v)", im.Ref, h, err)
 					}
 				}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 
@@ -158,14 +157,21 @@ func sortMissing(m []MissingBlob) {
 // the load reaches it, as every blob already there is).
 func (l *Layout) MissingExternal(ctx context.Context, b *Bundle, images []Image) ([]MissingBlob, error) {
 	var out []MissingBlob
+	root, err := l.openRoot()
+	if err != nil {
+		return nil, err
+	}
+	if root != nil {
+		defer root.Close()
+	}
 	for d, refs := range ExternalNeeds(b, images) {
 		size := b.Index.External[d].Size
-		fi, err := os.Stat(l.blobPath(d))
-		if err == nil && fi.Mode().IsRegular() && fi.Size() == size {
-			continue
-		}
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		ok, err := statBlob(root, d, size)
+		if err != nil {
 			return nil, fmt.Errorf("checking blob %s: %w", d, err)
+		}
+		if ok {
+			continue
 		}
 		out = append(out, MissingBlob{Digest: d, Size: size, Where: l.dir, Images: refs})
 	}

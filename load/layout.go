@@ -10,9 +10,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
+	"github.com/bundle-tool/bundle/internal/safefs"
 	"github.com/bundle-tool/bundle/internal/space"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -39,6 +42,12 @@ import (
 // even when the bundle (or --platform) carries only some of its platforms:
 // the layout then lists the index, as the bundle itself does, with only the
 // loaded platforms' manifests present.
+//
+// Every file inside the directory is opened through an os.Root: a link
+// that leads out of the layout is refused, only regular files are read (a
+// FIFO or a device is refused without being waited on), reads are bounded
+// (a blob by the size the bundle declares), and a link or a non-regular
+// file in a blob's place is replaced, never read or written through.
 type Layout struct {
 	dir  string
 	jobs int
@@ -64,6 +73,46 @@ func (l *Layout) Dir() string { return l.dir }
 
 func (l *Layout) blobPath(h v1.Hash) string {
 	return filepath.Join(l.dir, "blobs", h.Algorithm, h.Hex)
+}
+
+// Limits of what is read from files in the layout that the bundle does
+// not declare the size of.
+const (
+	maxLayoutIndex = 64 << 20 // index.json
+	maxLayoutFile  = 4 << 10  // oci-layout
+)
+
+// blobName is blob h's path inside the layout.
+func blobName(h v1.Hash) string { return path.Join("blobs", h.Algorithm, h.Hex) }
+
+// openRoot opens the layout's directory, through which everything in it
+// is opened. It is nil, without an error, when the directory does not
+// exist (yet).
+func (l *Layout) openRoot() (*os.Root, error) {
+	root, err := os.OpenRoot(l.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", l.dir, err)
+	}
+	return root, nil
+}
+
+// statBlob says whether blob h is in the layout with size bytes: a
+// regular file, not a link, of that size.
+func statBlob(root *os.Root, h v1.Hash, size int64) (bool, error) {
+	if root == nil {
+		return false, nil
+	}
+	fi, err := root.Lstat(blobName(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, safefs.Explain(root, blobName(h), err)
+	}
+	return fi.Mode().IsRegular() && fi.Size() == size, nil
 }
 
 // Ping checks that the directory, or the nearest parent that exists, is a
@@ -97,10 +146,13 @@ type layoutIndex struct {
 	digests   []v1.Hash // digest of each entry
 }
 
-func (l *Layout) readIndex() (*layoutIndex, error) {
+func (l *Layout) readIndex(root *os.Root) (*layoutIndex, error) {
 	li := &layoutIndex{fields: map[string]json.RawMessage{}}
+	if root == nil {
+		return li, nil
+	}
 	p := filepath.Join(l.dir, tarball.OCIIndexFile)
-	data, err := os.ReadFile(p)
+	data, err := safefs.ReadFileIn(root, tarball.OCIIndexFile, maxLayoutIndex)
 	if errors.Is(err, fs.ErrNotExist) {
 		return li, nil
 	}
@@ -221,7 +273,14 @@ func layoutNote(im Image) string {
 // Check says which images index.json names with the bundle's digest and
 // every blob present (by size; Load also hashes them).
 func (l *Layout) Check(ctx context.Context, b *Bundle, images []Image) (*Result, error) {
-	li, err := l.readIndex()
+	root, err := l.openRoot()
+	if err != nil {
+		return nil, err
+	}
+	if root != nil {
+		defer root.Close()
+	}
+	li, err := l.readIndex(root)
 	if err != nil {
 		return nil, err
 	}
@@ -236,8 +295,10 @@ func (l *Layout) Check(ctx context.Context, b *Bundle, images []Image) (*Result,
 		data, mans := layoutBlobs(im)
 		all := true
 		for _, h := range append(data, mans...) {
-			fi, err := os.Stat(l.blobPath(h))
-			ok := err == nil && fi.Mode().IsRegular() && fi.Size() == blobSize(b, h)
+			ok, err := statBlob(root, h, blobSize(b, h))
+			if err != nil {
+				return nil, fmt.Errorf("checking blob %s in %s: %w", h, l.dir, err)
+			}
 			all = all && ok
 			if counted[h] {
 				continue
@@ -281,27 +342,31 @@ func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 	if err := l.checkSpace(b, images); err != nil {
 		return nil, err
 	}
-	blobsDir := filepath.Join(l.dir, "blobs", "sha256")
-	if err := os.MkdirAll(blobsDir, 0o755); err != nil {
+	if err := os.MkdirAll(l.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating OCI layout %s: %w", l.dir, err)
 	}
-	unlock, err := lockDir(l.dir)
+	root, err := os.OpenRoot(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening OCI layout %s: %w", l.dir, err)
+	}
+	defer root.Close()
+	const blobsDir = "blobs/sha256"
+	if err := root.MkdirAll(blobsDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating OCI layout %s: %w", l.dir, safefs.Explain(root, blobsDir, err))
+	}
+	unlock, err := lockDir(root)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	// Temp files of a load that was killed: no load holds the lock, so no
 	// one is writing them.
-	for _, pat := range []string{filepath.Join(blobsDir, ".tmp-*"), filepath.Join(l.dir, ".*.tmp-*")} {
-		stale, _ := filepath.Glob(pat)
-		for _, f := range stale {
-			os.Remove(f)
-		}
-	}
-	if err := l.ensureLayoutFile(); err != nil {
+	removeStale(root, blobsDir, func(n string) bool { return strings.HasPrefix(n, ".tmp-") })
+	removeStale(root, ".", func(n string) bool { return strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") })
+	if err := l.ensureLayoutFile(root); err != nil {
 		return nil, err
 	}
-	li, err := l.readIndex()
+	li, err := l.readIndex(root)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +404,7 @@ func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 		g.SetLimit(l.jobs)
 		for _, h := range batch {
 			g.Go(func() error {
-				wrote, n, err := l.putBlob(gctx, b, h, p)
+				wrote, n, err := l.putBlob(gctx, root, b, h, p)
 				if err != nil {
 					return err
 				}
@@ -360,7 +425,7 @@ func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 			return nil, err
 		}
 	}
-	if err := syncDir(blobsDir); err != nil {
+	if err := syncDir(root, blobsDir); err != nil {
 		return nil, err
 	}
 
@@ -392,7 +457,7 @@ func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(filepath.Join(l.dir, tarball.OCIIndexFile), data); err != nil {
+		if err := writeFileAtomic(root, tarball.OCIIndexFile, data); err != nil {
 			return nil, err
 		}
 	}
@@ -406,12 +471,28 @@ func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 	return res, nil
 }
 
-// ensureLayoutFile writes oci-layout, or checks the one there.
-func (l *Layout) ensureLayoutFile() error {
+// removeStale removes the files of dir (inside root) that match.
+func removeStale(root *os.Root, dir string, match func(string) bool) {
+	d, err := root.Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, n := range names {
+		if match(n) {
+			_ = root.Remove(path.Join(dir, n))
+		}
+	}
+}
+
+// ensureLayoutFile writes oci-layout, or checks the one there. Its
+// content is never quoted: the file may be a link to anything.
+func (l *Layout) ensureLayoutFile(root *os.Root) error {
 	p := filepath.Join(l.dir, tarball.OCILayoutFile)
-	data, err := os.ReadFile(p)
+	data, err := safefs.ReadFileIn(root, tarball.OCILayoutFile, maxLayoutFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return writeFileAtomic(p, []byte(tarball.OCILayoutContent))
+		return writeFileAtomic(root, tarball.OCILayoutFile, []byte(tarball.OCILayoutContent))
 	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", p, err)
@@ -420,16 +501,16 @@ func (l *Layout) ensureLayoutFile() error {
 		Version string `json:"imageLayoutVersion"`
 	}
 	if err := json.Unmarshal(data, &v); err != nil || v.Version != "1.0.0" {
-		return fmt.Errorf("%s is not an OCI image layout version 1.0.0 (%s says %q)", l.dir, p, data)
+		return fmt.Errorf("%s is not an OCI image layout version 1.0.0 (%s is not {\"imageLayoutVersion\":\"1.0.0\"})", l.dir, p)
 	}
 	return nil
 }
 
 // putBlob makes blob h present and intact in the layout. It returns
 // whether it wrote it, and how many bytes it wrote.
-func (l *Layout) putBlob(ctx context.Context, b *Bundle, h v1.Hash, p Progress) (bool, int64, error) {
-	final := l.blobPath(h)
-	if ok, err := intact(final, h); err != nil {
+func (l *Layout) putBlob(ctx context.Context, root *os.Root, b *Bundle, h v1.Hash, p Progress) (bool, int64, error) {
+	final := blobName(h)
+	if ok, err := intact(root, final, h, blobSize(b, h)); err != nil {
 		return false, 0, err
 	} else if ok {
 		return false, 0, nil
@@ -442,11 +523,11 @@ func (l *Layout) putBlob(ctx context.Context, b *Bundle, h v1.Hash, p Progress) 
 		return false, 0, err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+h.Hex[:16]+"-*")
+	tmp, tmpName, err := safefs.CreateTemp(root, path.Dir(final), ".tmp-"+h.Hex[:16]+"-", "", 0o644)
 	if err != nil {
 		return false, 0, fmt.Errorf("writing blob %s: %w", h, err)
 	}
-	defer os.Remove(tmp.Name()) // after the rename, removes nothing
+	defer root.Remove(tmpName) // after the rename, removes nothing
 	n, err := io.CopyBuffer(tmp, &ctxReader{ctx: ctx, r: &countingReader{rc: rc, fn: p.Sent}}, make([]byte, 256<<10))
 	if err == nil && n != b.Size(h) {
 		err = fmt.Errorf("wrote %d bytes, want %d", n, b.Size(h))
@@ -461,7 +542,7 @@ func (l *Layout) putBlob(ctx context.Context, b *Bundle, h v1.Hash, p Progress) 
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), final)
+		err = safefs.Explain(root, final, root.Rename(tmpName, final))
 	}
 	if err != nil {
 		var ce *ChangedError
@@ -473,31 +554,47 @@ func (l *Layout) putBlob(ctx context.Context, b *Bundle, h v1.Hash, p Progress) 
 	return true, n, nil
 }
 
-// intact reports whether the file at path exists and hashes to h.
-func intact(path string, h v1.Hash) (bool, error) {
-	f, err := os.Open(path)
+// intact reports whether name (inside root) is a regular file of size
+// bytes that hashes to h. Anything else in its place (missing, a link, a
+// FIFO, a device, the wrong size) is not intact, and is never read: the
+// load replaces it. At most size+1 bytes are read.
+func intact(root *os.Root, name string, h v1.Hash, size int64) (bool, error) {
+	fi, err := root.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("checking blob %s: %w", h, safefs.Explain(root, name, err))
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != size {
+		return false, nil
+	}
+	f, err := safefs.OpenIn(root, name)
+	var nr *safefs.NotRegularError
+	if errors.As(err, &nr) {
+		return false, nil // swapped since the Lstat
 	}
 	if err != nil {
 		return false, fmt.Errorf("checking blob %s: %w", h, err)
 	}
 	defer f.Close()
 	sum := sha256.New()
-	if _, err := io.CopyBuffer(sum, f, make([]byte, 256<<10)); err != nil {
+	n, err := io.CopyBuffer(sum, io.LimitReader(f, size+1), make([]byte, 256<<10))
+	if err != nil {
 		return false, fmt.Errorf("checking blob %s: %w", h, err)
 	}
-	return hex.EncodeToString(sum.Sum(nil)) == h.Hex, nil
+	return n == size && hex.EncodeToString(sum.Sum(nil)) == h.Hex, nil
 }
 
-// writeFileAtomic writes data to path through a temp file in the same
-// directory, fsynced, renamed, and the directory fsynced.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+// writeFileAtomic writes data to name inside root through a temp file in
+// the same directory, fsynced, renamed, and the directory fsynced.
+func writeFileAtomic(root *os.Root, name string, data []byte) error {
+	shown := filepath.Join(root.Name(), name)
+	tmp, tmpName, err := safefs.CreateTemp(root, path.Dir(name), "."+path.Base(name)+".tmp-", "", 0o644)
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", shown, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer root.Remove(tmpName)
 	_, err = tmp.Write(data)
 	if err == nil {
 		err = tmp.Chmod(0o644)
@@ -509,30 +606,33 @@ func writeFileAtomic(path string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = safefs.Explain(root, name, root.Rename(tmpName, name))
 	}
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", shown, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return syncDir(root, path.Dir(name))
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncDir fsyncs dir inside root.
+func syncDir(root *os.Root, dir string) error {
+	shown := filepath.Join(root.Name(), dir)
+	d, err := root.Open(dir)
 	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+		return fmt.Errorf("syncing %s: %w", shown, safefs.Explain(root, dir, err))
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+		return fmt.Errorf("syncing %s: %w", shown, err)
 	}
 	return nil
 }
 
-// lockDir takes an exclusive flock on the directory itself (no lock file
-// in the layout), failing at once when another load holds it.
-func lockDir(dir string) (func(), error) {
-	d, err := os.Open(dir)
+// lockDir takes an exclusive flock on root's directory itself (no lock
+// file in the layout), failing at once when another load holds it.
+func lockDir(root *os.Root) (func(), error) {
+	dir := root.Name()
+	d, err := root.Open(".")
 	if err != nil {
 		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}

@@ -177,7 +177,7 @@ func TestLayoutRepairsDamagedBlob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := intact(p, h); !ok || res.BlobsSent != 1 {
+	if ok, _ := blobIntact(tg, h); !ok || res.BlobsSent != 1 {
 		t.Errorf("damaged blob not replaced: intact %v, %+v", ok, res.Stats)
 	}
 }
@@ -188,7 +188,12 @@ func TestLayoutLocked(t *testing.T) {
 	fx := writeBundle(t, t.TempDir(), images[:1])
 	b, sel := openFixture(t, fx, Selection{})
 	dir := t.TempDir()
-	unlock, err := lockDir(dir)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	unlock, err := lockDir(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,4 +263,31 @@ func TestHoldsAndUnchecked(t *testing.T) {
 	if _, err := os.Stat(tg.blobPath(h)); err == nil {
 		t.Errorf("the shallow layer was written")
 	}
+}
+
+// blobIntact says whether blob h is intact in the layout, at the size
+// the file has.
+func blobIntact(l *Layout, h v1.Hash) (bool, error) {
+	root, err := os.OpenRoot(l.dir)
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	fi, err := root.Lstat(blobName(h))
+	if err != nil {
+		return false, err
+	}
+	return intact(root, blobName(h), h, fi.Size())
+}
+
+// layoutIndexOf reads the layout's index.json.
+func layoutIndexOf(l *Layout) (*layoutIndex, error) {
+	root, err := l.openRoot()
+	if err != nil {
+		return nil, err
+	}
+	if root != nil {
+		defer root.Close()
+	}
+	return l.readIndex(root)
 }

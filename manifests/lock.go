@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/bundle-tool/bundle/internal/safefs"
 )
 
 // LockVersion is the lockfile format this package reads and writes.
@@ -61,8 +63,11 @@ func (l *Lock) Lookup(fullRef string) (digest string, ok bool) {
 // ReadLock reads and checks a lockfile. Errors name the file, with
 // line:col for JSON syntax and type errors and the image's index for
 // other problems; every problem found is reported.
+//
+// The file must be regular (links are followed): a FIFO or a device is
+// refused without being waited on.
 func ReadLock(path string) (*Lock, error) {
-	f, err := os.Open(path)
+	f, err := safefs.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading lockfile: %w", err)
 	}

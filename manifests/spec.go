@@ -6,11 +6,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/bundle-tool/bundle/internal/safefs"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -110,8 +111,11 @@ func registryKey(host string) string {
 // Load reads a manifest file and parses it: YAML when the name ends in
 // .yaml or .yml, a plain list when it ends in .txt, and otherwise whatever
 // the content looks like (see Parse).
+//
+// The file must be regular (links are followed): a FIFO or a device is
+// refused without being waited on.
 func Load(path string) (*Spec, error) {
-	f, err := os.Open(path)
+	f, err := safefs.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest file: %w", err)
 	}

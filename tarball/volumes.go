@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/bundle-tool/bundle/internal/safefs"
 )
 
 // A split bundle is the bundle file cut into volumes NAME.001, NAME.002, …
@@ -131,6 +133,16 @@ func FindVolumes(name string, more ...string) (*VolumeSet, error) {
 	return nil, fmt.Errorf("%w (nor any volume %s)", err, VolumeName(name, 1))
 }
 
+// notRegular says what path is instead of a regular file, from a fresh
+// stat (links followed: the volume may be a link to a file).
+func notRegular(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return &safefs.NotRegularError{Path: path, Mode: fi.Mode()}
+}
+
 func regularSize(fi fs.FileInfo) int64 {
 	if fi.Mode().IsRegular() {
 		return fi.Size()
@@ -222,7 +234,11 @@ func (s *VolumeSet) Size() int64 {
 	return n
 }
 
-// Open opens the readable volumes as one stream.
+// Open opens the readable volumes as one stream. The volumes of a split
+// bundle must be regular files: one that is a FIFO or a device is refused
+// before it is opened, and every volume is opened without waiting on it
+// and checked again (internal/safefs). Only a single file that is not a
+// split bundle's volume, named by the user, may be a pipe.
 func (s *VolumeSet) Open() (*VolumeReader, error) {
 	vols := s.Readable()
 	if len(vols) == 0 {
@@ -230,7 +246,16 @@ func (s *VolumeSet) Open() (*VolumeReader, error) {
 	}
 	r := &VolumeReader{vols: vols}
 	for i, v := range vols {
-		f, err := os.Open(v.Path)
+		var f *os.File
+		var err error
+		switch {
+		case v.Size >= 0:
+			f, err = safefs.Open(v.Path)
+		case s.Split:
+			err = notRegular(v.Path)
+		default:
+			f, err = os.Open(v.Path) // a pipe the user named: read as a stream
+		}
 		if err != nil {
 			r.Close()
 			return nil, fmt.Errorf("opening the bundle: %w", err)
