@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bundle-tool/bundle/manifests"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -181,7 +182,7 @@ func PlatformString(p *v1.Platform) string {
 }
 
 // SelectManifests picks the children of an index for the platforms asked
-// for ("os/arch[/variant]"; "all" keeps every child). A platform without a
+// for ("os/arch[/variant]"; manifests.AllPlatforms keeps every child). A platform without a
 // variant matches any variant (linux/arm64 matches linux/arm64/v8). Each
 // platform asked for must match at least one child. Children are returned
 // in the index's order, each digest once: an index may list one manifest
@@ -258,7 +259,7 @@ func commonPlatform(entries []v1.Descriptor) (*v1.Platform, error) {
 
 func selectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, error) {
 	var out []v1.Descriptor
-	if len(platforms) == 1 && platforms[0] == "all" {
+	if manifests.IsAllPlatforms(platforms) {
 		for _, d := range idx.Manifests {
 			if d.MediaType.IsIndex() {
 				return nil, fmt.Errorf("nested index %s is not supported", d.Digest)
@@ -279,7 +280,7 @@ func selectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor
 			if d.Platform == nil || !d.MediaType.IsImage() {
 				continue
 			}
-			if d.Platform.Satisfies(*want) {
+			if manifests.MatchPlatform(*want, *d.Platform) {
 				keep[i] = true
 				found = true
 				break // the first match, as docker pull does
