@@ -646,8 +646,8 @@ func imageManifest(ctx context.Context, client *fetch.Client, repo name.Reposito
 		}
 		return nil, fmt.Errorf("manifest %s is an OCI artifact (%s), not an image: bundle carries only container images", m.Descriptor.Digest, what)
 	}
-	if mf.Config.Size > fetch.MaxConfigSize {
-		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, fetch.MaxConfigSize)
+	if mf.Config.Size > tarball.MaxConfigSize {
+		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, tarball.MaxConfigSize)
 	}
 	if _, err := client.FetchBlob(ctx, repo, mf.Config); err != nil {
 		return nil, fmt.Errorf("config: %w", err) // err names the blob

@@ -11,17 +11,12 @@ import (
 	"strings"
 
 	"github.com/bundle-tool/bundle/manifests"
+	"github.com/bundle-tool/bundle/tarball"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
-
-// MaxManifestSize bounds a manifest or index read from a registry.
-const MaxManifestSize = 4 << 20
-
-// MaxConfigSize bounds an image config (docker load refuses larger ones).
-const MaxConfigSize = 4 << 20
 
 // Manifest is a manifest or index as the registry served it.
 type Manifest struct {
@@ -45,8 +40,8 @@ func (c *Client) GetManifest(ctx context.Context, ref name.Reference) (*Manifest
 	if err != nil {
 		return nil, fmt.Errorf("fetching manifest of %s: %w", ref, describe(err))
 	}
-	if len(d.Manifest) > MaxManifestSize {
-		return nil, fmt.Errorf("fetching manifest of %s: %d bytes, over the %d-byte limit", ref, len(d.Manifest), MaxManifestSize)
+	if len(d.Manifest) > tarball.MaxManifestSize {
+		return nil, fmt.Errorf("fetching manifest of %s: %d bytes, over the %d-byte limit", ref, len(d.Manifest), tarball.MaxManifestSize)
 	}
 	if dg, ok := ref.(name.Digest); ok && dg.DigestStr() != d.Digest.String() {
 		return nil, fmt.Errorf("fetching manifest of %s: registry served %s", ref, d.Digest)
@@ -81,8 +76,8 @@ func (c *Client) ManifestFromCache(d v1.Hash) (*Manifest, bool) {
 		return nil, false
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, MaxManifestSize+1))
-	if err != nil || len(raw) > MaxManifestSize {
+	raw, err := io.ReadAll(io.LimitReader(f, tarball.MaxManifestSize+1))
+	if err != nil || len(raw) > tarball.MaxManifestSize {
 		return nil, false
 	}
 	h, _, err := v1.SHA256(bytes.NewReader(raw))
@@ -155,12 +150,12 @@ func (c *Client) ReadConfig(d v1.Hash) (*v1.ConfigFile, error) {
 		return nil, fmt.Errorf("reading config %s: %w", d, err)
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	raw, err := io.ReadAll(io.LimitReader(f, tarball.MaxConfigSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading config %s: %w", d, err)
 	}
-	if len(raw) > MaxConfigSize {
-		return nil, fmt.Errorf("config %s is over %d bytes (docker load refuses it)", d, MaxConfigSize)
+	if len(raw) > tarball.MaxConfigSize {
+		return nil, fmt.Errorf("config %s is over %d bytes (docker load refuses it)", d, tarball.MaxConfigSize)
 	}
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(raw))
 	if err != nil {
