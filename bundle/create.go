@@ -239,7 +239,7 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		}
 	}
 	dockerPlatform := opts.DockerPlatform
-	if dockerPlatform == "" && len(spec.Platforms) > 0 && spec.Platforms[0] != "all" {
+	if dockerPlatform == "" && len(spec.Platforms) > 0 && spec.Platforms[0] != manifests.AllPlatforms {
 		dockerPlatform = spec.Platforms[0]
 	}
 	if dockerPlatform == "" {
@@ -574,7 +574,7 @@ func resolve(ctx context.Context, client *fetch.Client, t target) (*resolved, er
 			}
 		}
 		// A config that names no platform cannot be checked: keep it.
-		if pm.Platform != "" && !(len(t.platforms) == 1 && t.platforms[0] == "all") && !platformWanted(pm.Platform, t.platforms) {
+		if pm.Platform != "" && !manifests.IsAllPlatforms(t.platforms) && !platformWanted(pm.Platform, t.platforms) {
 			return nil, fmt.Errorf("the image is %s only; asked for %s", pm.Platform, strings.Join(t.platforms, ", "))
 		}
 		r.image.Manifests = []tarball.PlatformManifest{*pm}
@@ -621,7 +621,7 @@ func platformWanted(p string, wanted []string) bool {
 		return false
 	}
 	for _, w := range wanted {
-		if wp, err := v1.ParsePlatform(w); err == nil && have.Satisfies(*wp) {
+		if wp, err := v1.ParsePlatform(w); err == nil && manifests.MatchPlatform(*wp, *have) {
 			return true
 		}
 	}
@@ -646,8 +646,8 @@ func imageManifest(ctx context.Context, client *fetch.Client, repo name.Reposito
 		}
 		return nil, fmt.Errorf("manifest %s is an OCI artifact (%s), not an image: bundle carries only container images", m.Descriptor.Digest, what)
 	}
-	if mf.Config.Size > fetch.MaxConfigSize {
-		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, fetch.MaxConfigSize)
+	if mf.Config.Size > tarball.MaxConfigSize {
+		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, tarball.MaxConfigSize)
 	}
 	if _, err := client.FetchBlob(ctx, repo, mf.Config); err != nil {
 		return nil, fmt.Errorf("config: %w", err) // err names the blob

@@ -10,17 +10,13 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bundle-tool/bundle/manifests"
+	"github.com/bundle-tool/bundle/tarball"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
-
-// MaxManifestSize bounds a manifest or index read from a registry.
-const MaxManifestSize = 4 << 20
-
-// MaxConfigSize bounds an image config (docker load refuses larger ones).
-const MaxConfigSize = 4 << 20
 
 // Manifest is a manifest or index as the registry served it.
 type Manifest struct {
@@ -44,8 +40,8 @@ func (c *Client) GetManifest(ctx context.Context, ref name.Reference) (*Manifest
 	if err != nil {
 		return nil, fmt.Errorf("fetching manifest of %s: %w", ref, describe(err))
 	}
-	if len(d.Manifest) > MaxManifestSize {
-		return nil, fmt.Errorf("fetching manifest of %s: %d bytes, over the %d-byte limit", ref, len(d.Manifest), MaxManifestSize)
+	if len(d.Manifest) > tarball.MaxManifestSize {
+		return nil, fmt.Errorf("fetching manifest of %s: %d bytes, over the %d-byte limit", ref, len(d.Manifest), tarball.MaxManifestSize)
 	}
 	if dg, ok := ref.(name.Digest); ok && dg.DigestStr() != d.Digest.String() {
 		return nil, fmt.Errorf("fetching manifest of %s: registry served %s", ref, d.Digest)
@@ -80,8 +76,8 @@ func (c *Client) ManifestFromCache(d v1.Hash) (*Manifest, bool) {
 		return nil, false
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, MaxManifestSize+1))
-	if err != nil || len(raw) > MaxManifestSize {
+	raw, err := io.ReadAll(io.LimitReader(f, tarball.MaxManifestSize+1))
+	if err != nil || len(raw) > tarball.MaxManifestSize {
 		return nil, false
 	}
 	h, _, err := v1.SHA256(bytes.NewReader(raw))
@@ -154,12 +150,12 @@ func (c *Client) ReadConfig(d v1.Hash) (*v1.ConfigFile, error) {
 		return nil, fmt.Errorf("reading config %s: %w", d, err)
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	raw, err := io.ReadAll(io.LimitReader(f, tarball.MaxConfigSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading config %s: %w", d, err)
 	}
-	if len(raw) > MaxConfigSize {
-		return nil, fmt.Errorf("config %s is over %d bytes (docker load refuses it)", d, MaxConfigSize)
+	if len(raw) > tarball.MaxConfigSize {
+		return nil, fmt.Errorf("config %s is over %d bytes (docker load refuses it)", d, tarball.MaxConfigSize)
 	}
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(raw))
 	if err != nil {
@@ -181,7 +177,7 @@ func PlatformString(p *v1.Platform) string {
 }
 
 // SelectManifests picks the children of an index for the platforms asked
-// for ("os/arch[/variant]"; "all" keeps every child). A platform without a
+// for ("os/arch[/variant]"; manifests.AllPlatforms keeps every child). A platform without a
 // variant matches any variant (linux/arm64 matches linux/arm64/v8). Each
 // platform asked for must match at least one child. Children are returned
 // in the index's order, each digest once: an index may list one manifest
@@ -258,7 +254,7 @@ func commonPlatform(entries []v1.Descriptor) (*v1.Platform, error) {
 
 func selectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, error) {
 	var out []v1.Descriptor
-	if len(platforms) == 1 && platforms[0] == "all" {
+	if manifests.IsAllPlatforms(platforms) {
 		for _, d := range idx.Manifests {
 			if d.MediaType.IsIndex() {
 				return nil, fmt.Errorf("nested index %s is not supported", d.Digest)
@@ -279,7 +275,7 @@ func selectManifests(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor
 			if d.Platform == nil || !d.MediaType.IsImage() {
 				continue
 			}
-			if d.Platform.Satisfies(*want) {
+			if manifests.MatchPlatform(*want, *d.Platform) {
 				keep[i] = true
 				found = true
 				break // the first match, as docker pull does

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/bundle-tool/bundle/tarball"
 )
 
 // RetryPolicy says how often and how long to retry a failed request.
@@ -202,7 +204,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // maxBufferedBody is the most a body other than a blob's may hold: a
 // manifest, an index, a token, a page of a tag list or of the catalog.
-const maxBufferedBody = MaxManifestSize
+const maxBufferedBody = tarball.MaxManifestSize
 
 // bufferBody says whether resp's body is read by the retry transport:
 // successful GET answers other than blobs.
@@ -234,7 +236,7 @@ func readSmallBody(resp *http.Response) (int, error) {
 }
 
 // BodyTooLargeError is a manifest, index, token or listing body over the
-// limit (MaxManifestSize).
+// limit (tarball.MaxManifestSize).
 type BodyTooLargeError struct {
 	Limit  int64
 	Length int64 // its Content-Length; -1 when it had none

@@ -11,7 +11,7 @@ import (
 
 // Bounds of a listing (a repository's tags, a registry's catalog), which a
 // registry serves in pages linked by Link: rel="next". Each page is also a
-// small body: at most MaxManifestSize bytes.
+// small body: at most tarball.MaxManifestSize bytes.
 const (
 	// MaxListPages is the most pages one listing may have: 10,000 pages of
 	// go-containerregistry's 1,000 names each.

@@ -192,11 +192,11 @@ func Select(b *Bundle, sel Selection) ([]Image, []string, error) {
 	return out, notes, nil
 }
 
-// matches reports whether a manifest's platform satisfies the one asked
-// for.
+// matches reports whether a manifest's platform is selected by the one
+// asked for (manifests.MatchPlatform).
 func matches(have string, want *v1.Platform) bool {
 	h, err := v1.ParsePlatform(have)
-	return err == nil && h.Satisfies(*want)
+	return err == nil && manifests.MatchPlatform(*want, *h)
 }
 
 // dockerChoice returns the manifest that the bundle's manifest.json gives

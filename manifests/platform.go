@@ -11,6 +11,23 @@ import (
 // multi-arch image.
 const AllPlatforms = "all"
 
+// IsAllPlatforms reports whether a platforms list is AllPlatforms alone:
+// keep every platform.
+func IsAllPlatforms(platforms []string) bool {
+	return len(platforms) == 1 && platforms[0] == AllPlatforms
+}
+
+// MatchPlatform reports whether a manifest of platform have is one that a
+// request for platform want selects: have satisfies want
+// (v1.Platform.Satisfies). A field want leaves empty matches anything, so
+// linux/arm64 selects linux/arm64/v8 (but linux/arm64/v8 does not select
+// linux/arm64), and every feature want names must be among have's. It is
+// the one rule by which create, load and the docker manifest choice select
+// platforms, and by which verify checks an index against bundle.json.
+func MatchPlatform(want, have v1.Platform) bool {
+	return have.Satisfies(want)
+}
+
 // archHints maps names people write for an architecture to the name
 // registries use.
 var archHints = map[string]string{

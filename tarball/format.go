@@ -19,15 +19,6 @@ const (
 	OCILayoutContent = `{"imageLayoutVersion":"1.0.0"}`
 )
 
-// Size limits a reader enforces on the JSON entries of a bundle.
-const (
-	MaxIndexSize          = 64 << 20 // bundle.json
-	MaxDockerManifestSize = 1 << 20  // manifest.json
-	MaxOCIIndexSize       = 16 << 20 // index.json
-	MaxConfigSize         = 4 << 20  // an image config
-	MaxManifestSize       = 4 << 20  // an image manifest or index
-)
-
 // Annotation keys written on index.json descriptors.
 const (
 	AnnotationContainerdName = "io.containerd.image.name"

@@ -17,28 +17,12 @@ import (
 	"github.com/klauspost/pgzip"
 )
 
-// Size limits on the fixed entries that have no limit of their own in
-// format.go.
-const (
-	MaxOCILayoutSize    = 4 << 10 // oci-layout
-	MaxRepositoriesSize = 1 << 20 // repositories
-)
-
 // RepositoriesFile is the legacy docker-save map, an optional entry.
 const RepositoriesFile = "repositories"
 
 // ErrTruncated is wrapped by the errors of a Reader when the bundle ends
 // before the tar archive does.
 var ErrTruncated = errors.New("the bundle is truncated")
-
-// Limits on what a gzip-compressed bundle may decompress to. A bundle is
-// mostly compressed layers (create --gzip gains about nothing on them);
-// one that expands to more than MaxGzipRatio times the compressed bytes
-// read, past GzipAllowance, is taken for a decompression bomb.
-const (
-	MaxGzipRatio  = 100
-	GzipAllowance = 64 << 20
-)
 
 // ErrGzipBomb is wrapped by the error of a reader that GzipGuard stopped.
 var ErrGzipBomb = errors.New("likely a decompression bomb")

@@ -148,13 +148,16 @@ func NewLayout(idx *Index, dockerPlatform string) (*Layout, error) {
 	return l, nil
 }
 
+// platformMatches reports whether a manifest's platform is selected by
+// want (manifests.MatchPlatform); equal strings match even when they do
+// not parse.
 func platformMatches(have, want string) bool {
 	if have == want {
 		return true
 	}
 	h, err1 := v1.ParsePlatform(have)
 	w, err2 := v1.ParsePlatform(want)
-	return err1 == nil && err2 == nil && h.Satisfies(*w)
+	return err1 == nil && err2 == nil && manifests.MatchPlatform(*w, *h)
 }
 
 // BlobSource gives the bytes of a blob. Open may block until the blob is

@@ -378,6 +378,10 @@ func (v *verifier) checkPlatform(j, cj *blobJob) {
 				v.add(Finding{Code: CodeIndex, Entry: tarball.IndexFile, Images: []string{im.Ref}, Problem: fmt.Sprintf("platform %q does not parse: %v", pm.Platform, err)})
 				continue
 			}
+			// Not manifests.MatchPlatform: this asks whether two records
+			// of one image agree, not whether a request selects it, so
+			// it is symmetric and ignores what a config rarely records
+			// (a variant on one side only, OS version, features).
 			if p.OS != cp.OS || p.Architecture != cp.Architecture || (p.Variant != "" && cp.Variant != "" && p.Variant != cp.Variant) {
 				v.add(Finding{Code: CodeMismatch, Entry: cj.name, Images: []string{im.Ref},
 					Problem: fmt.Sprintf("the config's platform is not the one bundle.json gives manifest %s", j.digest),
@@ -417,7 +421,7 @@ func (v *verifier) checkIndex(j *blobJob) {
 			if pm.Platform == "" || d.Platform == nil {
 				continue
 			}
-			if p, err := v1.ParsePlatform(pm.Platform); err == nil && !d.Platform.Satisfies(*p) {
+			if p, err := v1.ParsePlatform(pm.Platform); err == nil && !manifests.MatchPlatform(*p, *d.Platform) {
 				v.add(Finding{Code: CodeMismatch, Entry: j.name, Images: []string{im.Ref},
 					Problem: fmt.Sprintf("the index gives manifest %s a platform that bundle.json does not", pm.Digest),
 					Got:     d.Platform.String(), Want: pm.Platform})
