@@ -113,10 +113,34 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// Backoff returns how long to wait before retry number attempt (0 for the
-// first retry) under the policy, with jitter: for callers that retry a
-// whole operation (a blob upload) rather than one request.
-func (p RetryPolicy) Backoff(attempt int) time.Duration { return p.backoff(attempt) }
+// Retry runs op until it succeeds, fails for good, or the policy's
+// attempts are spent, with the policy's back-off between tries: for
+// callers that retry a whole operation (a blob upload whose session broke)
+// above the transport's retries of single requests. retryable says whether
+// op's error is worth another try; notify, when not nil, is told of each
+// retry (attempt counts from 1) before the wait. Retry returns nil, ctx's
+// error once ctx has ended, or op's last error as it is.
+func (p RetryPolicy) Retry(ctx context.Context, op func() error, retryable func(error) bool, notify func(attempt int, err error, wait time.Duration)) error {
+	for attempt := 0; ; attempt++ {
+		err := op()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if attempt+1 >= p.Attempts || !retryable(err) {
+			return err
+		}
+		d := p.backoff(attempt)
+		if notify != nil {
+			notify(attempt+1, err, d)
+		}
+		if err := wait(ctx, d); err != nil {
+			return err
+		}
+	}
+}
 
 // statusError is an HTTP failure of a request this package made itself.
 type statusError struct {

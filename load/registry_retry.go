@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -14,35 +13,20 @@ import (
 )
 
 // retry runs f until it succeeds, fails for good, or the policy's attempts
-// are spent. The transport retries single requests; this retries whole
-// operations (an upload whose session broke).
+// are spent (fetch.RetryPolicy.Retry). The transport retries single
+// requests; this retries whole operations (an upload whose session broke).
+// A *ChangedError is returned as it is, never retried.
 func (s *session) retry(ctx context.Context, what string, f func() error) error {
-	policy := s.r.opts.Retry
-	for attempt := 0; ; attempt++ {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var ce *ChangedError
-		if errors.As(err, &ce) {
-			return err
-		}
-		if attempt+1 >= policy.Attempts || !retryable(err) {
-			return fmt.Errorf("%s: %w", what, describe(err))
-		}
-		d := policy.Backoff(attempt)
-		s.p.Retry(what, attempt+1, oneLine(describe(err).Error()), d)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	var ce *ChangedError
+	err := s.r.opts.Retry.Retry(ctx, f, func(err error) bool {
+		return !errors.As(err, &ce) && retryable(err)
+	}, func(attempt int, err error, d time.Duration) {
+		s.p.Retry(what, attempt, oneLine(fetch.Describe(err).Error()), d)
+	})
+	if err == nil || err == ctx.Err() || errors.As(err, &ce) {
+		return err
 	}
+	return fmt.Errorf("%s: %w", what, fetch.Describe(err))
 }
 
 // retryable says whether an operation that failed with err is worth
@@ -71,44 +55,5 @@ func retryable(err error) bool {
 	}
 	return true // network errors and broken bodies
 }
-
-// describe turns go-containerregistry's transport errors, and the
-// net/http errors of requests that got no answer, into one line: the
-// method, the URL without its query (an upload URL's query is a long
-// opaque state token), and what went wrong.
-func describe(err error) error {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		var ue *url.Error
-		if errors.As(err, &ue) && ue.Err != nil {
-			u, _, _ := strings.Cut(ue.URL, "?")
-			return &registryError{msg: strings.ToUpper(ue.Op) + " " + u + ": " + ue.Err.Error(), err: err}
-		}
-		return err
-	}
-	msg := fetch.RegistryMessage(te)
-	if te.Request != nil {
-		u := te.Request.URL.String()
-		if i := strings.IndexByte(u, '?'); i >= 0 {
-			u = u[:i]
-		}
-		msg = te.Request.Method + " " + u + ": " + msg
-	}
-	switch te.StatusCode {
-	case http.StatusUnauthorized:
-		msg = "authentication failed (check docker login / DOCKER_CONFIG): " + msg
-	case http.StatusForbidden:
-		msg = "access denied: " + msg
-	}
-	return &registryError{msg: msg, err: te}
-}
-
-type registryError struct {
-	msg string
-	err error // a *transport.Error or a *url.Error
-}
-
-func (e *registryError) Error() string { return e.msg }
-func (e *registryError) Unwrap() error { return e.err }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -99,7 +99,7 @@ func (s *session) conn(repo name.Repository) (*conn, error) {
 		}
 		c.rt, err = transport.NewWithContext(s.ctx, repo.Registry, auth, s.base, scopes)
 		if err != nil {
-			c.err = fmt.Errorf("connecting to %s: %w", repo.RegistryStr(), describe(err))
+			c.err = fmt.Errorf("connecting to %s: %w", repo.RegistryStr(), fetch.Describe(err))
 			return
 		}
 		c.client = &http.Client{Transport: c.rt}
@@ -126,7 +126,7 @@ func (r *Registry) Ping(ctx context.Context) error {
 	}
 	base := fetch.NewRetryTransport(fetch.RetryPolicy{Attempts: 2, Base: r.opts.Retry.Base, Max: r.opts.Retry.Max}, r.insecure, notify)
 	if _, err := transport.NewWithContext(ctx, r.host, auth, base, nil); err != nil {
-		return fmt.Errorf("connecting to %s: %w", r.host.RegistryStr(), describe(err))
+		return fmt.Errorf("connecting to %s: %w", r.host.RegistryStr(), fetch.Describe(err))
 	}
 	return nil
 }
@@ -148,7 +148,7 @@ func (s *session) headBlob(ctx context.Context, repo name.Repository, d v1.Hash)
 	}
 	resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusOK, http.StatusNotFound); err != nil {
-		return false, fmt.Errorf("checking blob %s in %s: %w", d, repo, describe(err))
+		return false, fmt.Errorf("checking blob %s in %s: %w", d, repo, fetch.Describe(err))
 	}
 	return resp.StatusCode == http.StatusOK, nil
 }
@@ -166,7 +166,7 @@ func (s *session) headManifest(ctx context.Context, ref name.Reference) (v1.Hash
 		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
 			return v1.Hash{}, nil
 		}
-		return v1.Hash{}, fmt.Errorf("checking %s: %w", ref, describe(err))
+		return v1.Hash{}, fmt.Errorf("checking %s: %w", ref, fetch.Describe(err))
 	}
 	return desc.Digest, nil
 }
