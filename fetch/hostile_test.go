@@ -218,7 +218,7 @@ func TestTagListLoopStops(t *testing.T) {
 	}
 }
 
-// A manifest over MaxManifestSize fails without being read into memory:
+// A manifest over tarball.MaxManifestSize fails without being read into memory:
 // with a Content-Length, before any byte of it; without one, at the limit.
 func TestOversizedManifestFails(t *testing.T) {
 	h, _ := newHostileRegistry(t)
