@@ -145,6 +145,7 @@ func TestLookPathFindsSbin(t *testing.T) {
 }
 
 func TestRegistryProcessStartStop(t *testing.T) {
+	Acceptance(t)
 	Require(t, RegistryProgram)
 	start := time.Now()
 	r, err := StartRegistryProcess(t.TempDir())
@@ -181,6 +182,7 @@ func TestRegistryProcessStartStop(t *testing.T) {
 }
 
 func TestSeed(t *testing.T) {
+	Acceptance(t)
 	r := StartRegistry(t)
 	s := Seed(t, r.Host)
 
@@ -388,6 +390,7 @@ func mustTag(t *testing.T, s string) name.Tag {
 }
 
 func TestDockerdRunsSeededImage(t *testing.T) {
+	Acceptance(t)
 	_, keyErr := os.Stat("/etc/docker/key.json")
 	d := StartDockerd(t)
 	r := StartRegistry(t)
@@ -454,6 +457,7 @@ func TestDockerdRunsSeededImage(t *testing.T) {
 }
 
 func TestDockerdStopCleansUpAfterACrash(t *testing.T) {
+	Acceptance(t)
 	d := StartDockerd(t)
 	if d.ContainerdPID == 0 {
 		t.Fatal("no containerd pid")
@@ -511,6 +515,7 @@ func crashHelper(dir string) {
 }
 
 func TestTestBinaryCrashLeavesNothing(t *testing.T) {
+	Acceptance(t)
 	Require(t, RegistryProgram, DockerdProgram, ContainerdProgram, RuncProgram)
 	RequireRoot(t)
 	dir := t.TempDir()
