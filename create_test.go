@@ -81,6 +81,7 @@ func readIndex(t *testing.T, path string) *tarball.Index {
 // Acceptance 1: docker load of the bundle on the real dockerd loads every
 // tagged image under its name, with the right image ID, and the image runs.
 func TestCreateDockerLoad(t *testing.T) {
+	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
 	d := sharedDockerd(t)
 	loaded := d.Docker(t, "load", "-i", out)
@@ -126,6 +127,7 @@ func TestCreateDockerLoad(t *testing.T) {
 // digest (the multi-arch index included), podman loads every image, and
 // skopeo reads the OCI-media-type image through oci-archive:.
 func TestCreateOtherLoaders(t *testing.T) {
+	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
 	d := sharedDockerd(t)
 
@@ -183,6 +185,7 @@ func TestCreateOtherLoaders(t *testing.T) {
 // Acceptance 3: a layer shared by N images is stored once; the file is
 // within 1% of the sum of its unique blobs.
 func TestCreateStoresSharedLayerOnce(t *testing.T) {
+	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
 	f, err := os.Open(out)
 	if err != nil {
@@ -231,6 +234,7 @@ func TestCreateStoresSharedLayerOnce(t *testing.T) {
 // byte-identical files (even with separate caches), and a second run with a
 // warm cache downloads no layer.
 func TestCreateReproducibleAndCached(t *testing.T) {
+	testenv.Acceptance(t)
 	_, seeded := sharedRegistry(t)
 	dir := t.TempDir()
 	yaml := imagesYAML(t, dir, seeded)
@@ -281,6 +285,7 @@ func TestCreateReproducibleAndCached(t *testing.T) {
 // Acceptance 6: bad input gives a clear one-line error naming what is
 // wrong, a non-zero exit, and no file at the output path.
 func TestCreateErrors(t *testing.T) {
+	testenv.Acceptance(t)
 	reg, seeded := sharedRegistry(t)
 	app := seeded.Find(t, testenv.ImageAppA)
 	dir := t.TempDir()
@@ -346,6 +351,7 @@ func TestCreateErrors(t *testing.T) {
 // Acceptance 6, credentials: a registry with basic auth; the right
 // credentials in DOCKER_CONFIG work, wrong ones give a clear error and no file.
 func TestCreateCredentials(t *testing.T) {
+	testenv.Acceptance(t)
 	testenv.Require(t, testenv.RegistryProgram)
 	reg, err := testenv.StartRegistryWithAuth(t.TempDir(), "alice", "s3cret")
 	if err != nil {
@@ -395,6 +401,7 @@ func TestCreateCredentials(t *testing.T) {
 // layers, a config without diff_ids, as buildx pushes them): "all" keeps it
 // and the bundle verifies; linux/amd64 leaves it out.
 func TestCreateIndexWithAttestation(t *testing.T) {
+	testenv.Acceptance(t)
 	reg, _ := sharedRegistry(t)
 	img, err := random.Image(2048, 1)
 	if err != nil {

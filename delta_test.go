@@ -72,6 +72,7 @@ func layerSize(t *testing.T, l v1.Layer) int64 {
 // previous bundle. A target that lacks the base refuses it before anything
 // is pushed; docker is refused; docker load of the delta fails.
 func TestDeltaRegistry(t *testing.T) {
+	testenv.Acceptance(t)
 	reg, _ := sharedRegistry(t)
 	repo := reg.Host + "/" + uniqName("delta")
 	base := randomLayer(t, 1<<20)

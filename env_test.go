@@ -52,6 +52,7 @@ func (w withCleanup) Run() int {
 // sharedRegistry is a real distribution registry seeded with the test images.
 func sharedRegistry(t testing.TB) (*testenv.Registry, *testenv.Seeded) {
 	t.Helper()
+	testenv.Acceptance(t)
 	testenv.Require(t, testenv.RegistryProgram)
 	shared.regOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "bundle-registry-")
@@ -74,6 +75,7 @@ func sharedRegistry(t testing.TB) (*testenv.Registry, *testenv.Seeded) {
 // sharedDockerd is a real dockerd on a private socket.
 func sharedDockerd(t testing.TB) *testenv.Dockerd {
 	t.Helper()
+	testenv.Acceptance(t)
 	testenv.Require(t, testenv.DockerdProgram, testenv.DockerProgram, testenv.ContainerdProgram, testenv.RuncProgram)
 	testenv.RequireRoot(t)
 	shared.dockOnce.Do(func() {
@@ -112,6 +114,7 @@ func mustBundle(t testing.TB, args ...string) string {
 // command runs a program and fails the test with its output on error.
 func command(t testing.TB, env []string, name string, args ...string) string {
 	t.Helper()
+	testenv.Acceptance(t)
 	testenv.Require(t, name)
 	path, _ := testenv.LookPath(name)
 	cmd := exec.CommandContext(t.Context(), path, args...)

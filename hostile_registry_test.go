@@ -62,6 +62,7 @@ func oneErrorLine(t *testing.T, stderr string, want ...string) string {
 }
 
 func TestHostileRegistryCreate(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	appA := s.images[0]
 	own := s.own().String()
@@ -134,6 +135,7 @@ func TestHostileRegistryCreate(t *testing.T) {
 }
 
 func TestHostileRegistryLoad(t *testing.T) {
+	testenv.Acceptance(t)
 	f := newLoadFaults(t)
 	reg := testenv.StartRegistry(t)
 	p := testenv.StartFaultProxy(t, reg.Host)
@@ -176,6 +178,7 @@ func TestHostileRegistryLoad(t *testing.T) {
 }
 
 func TestHostileRegistryInventory(t *testing.T) {
+	testenv.Acceptance(t)
 	reg, seeded := sharedRegistry(t)
 	p := testenv.StartFaultProxy(t, reg.Host)
 	appA := seeded.Find(t, testenv.ImageAppA)

@@ -91,6 +91,7 @@ func mustRegistry(t *testing.T, host string) name.Registry {
 // index included) has the source registry's digest, docker pulls and runs
 // the hello image from it; a second load sends no blob and no manifest.
 func TestLoadRegistry(t *testing.T) {
+	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
 	reg := testenv.StartRegistry(t)
 	counter, proxyHost := countUploads(t, reg)
@@ -140,6 +141,7 @@ func TestLoadRegistry(t *testing.T) {
 // A damaged copy of such a layer still fails the load: a corrupt bundle
 // loads nothing.
 func TestLoadReloadDecompressesOnlyWhatItLoads(t *testing.T) {
+	testenv.Acceptance(t)
 	good, seeded := createSeeded(t)
 	idx := readIndex(t, good)
 	layers, layerBytes := 0, int64(0)
@@ -175,6 +177,7 @@ func TestLoadReloadDecompressesOnlyWhatItLoads(t *testing.T) {
 // A bundle holding one platform of a multi-arch index loads into the
 // registry with the tag on that platform's manifest, and says so.
 func TestLoadRegistryPartialIndex(t *testing.T) {
+	testenv.Acceptance(t)
 	_, seeded := sharedRegistry(t)
 	multi := seeded.Find(t, testenv.ImageMulti)
 	dir := t.TempDir()
@@ -202,6 +205,7 @@ func TestLoadRegistryPartialIndex(t *testing.T) {
 // Acceptance 3: into the real docker daemon every tag is there with the
 // right image ID, the hello image runs, and a second load skips them all.
 func TestLoadDocker(t *testing.T) {
+	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
 	d := sharedDockerd(t)
 	t.Setenv("DOCKER_HOST", d.Host)
@@ -307,6 +311,7 @@ func pushExtra(t *testing.T, reg *testenv.Registry, seeded *testenv.Seeded) (str
 // Docker media types by design, FORMAT.md), go-containerregistry reads the
 // others.
 func TestLoadOCI(t *testing.T) {
+	testenv.Acceptance(t)
 	first, seeded := createSeeded(t)
 	reg, _ := sharedRegistry(t)
 	second, extra := pushExtra(t, reg, seeded)
@@ -410,6 +415,7 @@ func flipLayerByte(t *testing.T, src string, layer v1.Hash) string {
 // registry, index.json of the layout unchanged and no blob written, no
 // image in docker.
 func TestLoadCorruptLoadsNothing(t *testing.T) {
+	testenv.Acceptance(t)
 	good, seeded := createSeeded(t)
 	bad := flipLayerByte(t, good, seeded.SharedLayer)
 
@@ -473,6 +479,7 @@ func TestLoadCorruptLoadsNothing(t *testing.T) {
 
 // bundle load -i - reads a pipe: verified while it is spooled, then loaded.
 func TestLoadStdin(t *testing.T) {
+	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
 	f, err := os.Open(out)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/bundle-tool/bundle/bundle"
+	"github.com/bundle-tool/bundle/internal/testenv"
 )
 
 // buildBundle builds the bundle binary for the scripts under test.
@@ -45,6 +46,7 @@ func nightly(t *testing.T, bin, cache, date string, args ...string) (string, int
 // night without changes, a delta against the previous bundle after a
 // change, the newest -k kept, and a clear failure.
 func TestNightlyExport(t *testing.T) {
+	testenv.Acceptance(t)
 	reg, _ := sharedRegistry(t)
 	bin := buildBundle(t)
 	repo := reg.Host + "/" + uniqName("nightly")

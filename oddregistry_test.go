@@ -24,6 +24,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -321,6 +322,7 @@ func pushOddCases(t *testing.T, host, mtHost string) []oddCase {
 // the real dockerd loads, or refuses it with one line naming the entry and
 // writes nothing.
 func TestCreateOddRegistryAnswers(t *testing.T) {
+	testenv.Acceptance(t)
 	reg, _ := sharedRegistry(t)
 	mtHost := mediaTypeProxy(t, reg.Host, "odd/ctype-oci", types.DockerManifestSchema2)
 	mtHost2 := mediaTypeProxy(t, reg.Host, "odd/ctype-docker", types.OCIManifestSchema1)

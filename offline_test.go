@@ -15,6 +15,7 @@ import (
 // The real binary runs under strace; any socket of an internet family, or
 // any connect at all, fails the test. (The binary is built once here.)
 func TestVerifyAndOCILoadOpenNoConnection(t *testing.T) {
+	testenv.Acceptance(t)
 	testenv.Require(t, "strace")
 	out, _ := createSeeded(t)
 	bin := filepath.Join(t.TempDir(), "bundle")

@@ -372,6 +372,7 @@ func newLoadFaults(t *testing.T) *loadFaults {
 // and the --json summary and the progress lines say how many retries it
 // took.
 func TestReliabilityLoadTransientFaults(t *testing.T) {
+	testenv.Acceptance(t)
 	f := newLoadFaults(t)
 	reg := testenv.StartRegistry(t)
 	plain := testenv.StartFaultProxy(t, reg.Host)
@@ -499,6 +500,7 @@ func TestReliabilityLoadTransientFaults(t *testing.T) {
 // names an incomplete image (the registry is asked directly). The same
 // command without the fault then finishes the job.
 func TestReliabilityLoadPersistentFaults(t *testing.T) {
+	testenv.Acceptance(t)
 	f := newLoadFaults(t)
 	reg := testenv.StartRegistry(t)
 	p := testenv.StartFaultProxy(t, reg.Host)
@@ -598,6 +600,7 @@ func TestReliabilityLoadPersistentFaults(t *testing.T) {
 // SIGINT while load pushes: exit 130 within moments, "interrupted", no
 // tag in the registry; the same command then finishes the job.
 func TestReliabilityLoadSIGINT(t *testing.T) {
+	testenv.Acceptance(t)
 	f := newLoadFaults(t)
 	reg := testenv.StartRegistry(t)
 	mangler := startMangler(t, reg.Host)
@@ -648,6 +651,7 @@ func longRun(t *testing.T) time.Duration {
 // CI runs a few rounds; BUNDLE_LONG runs it for minutes
 // (BUNDLE_SEED=N replays a run).
 func TestReliabilityLoadFaultLoop(t *testing.T) {
+	testenv.Acceptance(t)
 	f := newLoadFaults(t)
 	reg := testenv.StartRegistry(t)
 	plain := testenv.StartFaultProxy(t, reg.Host, testenv.WithLifetime(3*time.Hour), testenv.WithMaxRequests(1<<30))
@@ -1120,6 +1124,7 @@ func (h *hostileTargets) check(t *testing.T) {
 // not to the target, not in $TMPDIR once load has ended, not in the
 // working directory, not at the paths the entries name.
 func TestHostileLoad(t *testing.T) {
+	testenv.Acceptance(t)
 	h := newHostileTargets(t)
 	base := t.TempDir()
 	work, tmp, files := filepath.Join(base, "work", "cwd"), filepath.Join(base, "tmp"), filepath.Join(base, "files")
@@ -1282,6 +1287,7 @@ func lyingBase(t *testing.T) *bundletest.Bundle {
 // refuse it, exit 3, naming the entry that shows the lie and the image;
 // nothing is written.
 func TestHostileLies(t *testing.T) {
+	testenv.Acceptance(t)
 	h := newHostileTargets(t)
 	t.Setenv("DOCKER_HOST", h.d.Host)
 	dir := t.TempDir()
@@ -1407,6 +1413,7 @@ func TestHostileLies(t *testing.T) {
 // a bundle file (looks like …)", a hint, and no stack trace; nothing is
 // written.
 func TestHostileOtherTools(t *testing.T) {
+	testenv.Acceptance(t)
 	_, seeded := sharedRegistry(t)
 	h := newHostileTargets(t)
 	d := h.d

@@ -228,6 +228,7 @@ func retryLines(stderr string) int64 {
 // registry's digests, and both the --json summary and the progress lines say
 // how many retries it took.
 func TestReliabilityTransientFaults(t *testing.T) {
+	testenv.Acceptance(t)
 	plain := newFaultSetup(t)
 	bearer := newFaultSetup(t, testenv.WithBearerAuth())
 	base := plain.base.String()
@@ -347,6 +348,7 @@ func TestReliabilityTransientFaults(t *testing.T) {
 // the blob, exit 1, no file at the output path and no temp file, and the
 // blob is not in the cache.
 func TestReliabilityPersistentFaults(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	appA := s.images[0]
 	cfg := s.config[appA.Digest]
@@ -550,6 +552,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // cache lacks, and resumes the partial download with a Range request; the
 // killed run's temp file is cleaned up by the next run.
 func TestReliabilityResumeAfterSIGKILL(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar")
@@ -621,6 +624,7 @@ func TestReliabilityResumeAfterSIGKILL(t *testing.T) {
 // SIGINT stops a create cleanly: exit 130, no output, no temp file, the
 // output lock released.
 func TestReliabilitySIGINT(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar")
@@ -652,6 +656,7 @@ func TestReliabilitySIGINT(t *testing.T) {
 // at the output path untouched. The last layer downloads slowly, so downloads are in flight when the disk fills:
 // the write error must be reported, not the downloads it cancelled.
 func TestReliabilityDiskFull(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	dir := t.TempDir()
 	small := filepath.Join(dir, "small")
@@ -761,6 +766,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 // Two creates of the same output at once: the second fails at once with a
 // clear message, the first finishes, and its file is whole.
 func TestReliabilitySameOutputTwice(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar")
@@ -796,6 +802,7 @@ func TestReliabilitySameOutputTwice(t *testing.T) {
 // one body: both finish, every blob in the cache has its digest, and each
 // blob crossed the network once (plus the corrupt body's refetch).
 func TestReliabilitySharedCache(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	dir := t.TempDir()
 	cache := filepath.Join(dir, "cache")
@@ -834,6 +841,7 @@ func TestReliabilitySharedCache(t *testing.T) {
 // An output directory that is missing or read-only fails before any request
 // to the registry.
 func TestReliabilityOutputDirUnwritable(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	dir := t.TempDir()
 	ro := filepath.Join(dir, "ro")
@@ -879,6 +887,7 @@ func TestReliabilityOutputDirUnwritable(t *testing.T) {
 // A run without faults reports no retry (the counter counts real retries
 // only), through a plain registry and a token registry.
 func TestReliabilityNoFaultNoRetry(t *testing.T) {
+	testenv.Acceptance(t)
 	for _, bearer := range []bool{false, true} {
 		t.Run(fmt.Sprintf("bearer=%v", bearer), func(t *testing.T) {
 			var s *faultSetup
@@ -907,6 +916,7 @@ func TestReliabilityNoFaultNoRetry(t *testing.T) {
 // never reaches a bundle: the writer re-hashes it, the run fails naming it
 // and drops it from the cache, and the next run fetches it again.
 func TestReliabilityDamagedCache(t *testing.T) {
+	testenv.Acceptance(t)
 	s := newFaultSetup(t)
 	dir := t.TempDir()
 	cache := filepath.Join(dir, "cache")

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -31,6 +32,9 @@ func TestScripts(t *testing.T) {
 			// registry: start (once) the real registry with the seeded images
 			// and set $REGISTRY to its host:port.
 			"registry": func(ts *testscript.TestScript, neg bool, args []string) {
+				if testing.Short() {
+					ts.Fatalf("%s: put [short] skip before registry", testenv.AcceptanceSkip)
+				}
 				reg, _ := sharedRegistry(t)
 				ts.Setenv("REGISTRY", reg.Host)
 			},

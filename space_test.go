@@ -19,6 +19,7 @@ import (
 )
 
 func TestSpaceCheckedBeforeTheWork(t *testing.T) {
+	testenv.Acceptance(t)
 	testenv.RequireRoot(t)
 	reg, _ := sharedRegistry(t)
 	proxy := testenv.StartFaultProxy(t, reg.Host)

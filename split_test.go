@@ -48,6 +48,7 @@ func rmiSeeded(t *testing.T, d *testenv.Dockerd, seeded *testenv.Seeded) {
 // loads it on the real dockerd, and bundle verify, list and load take the
 // first volume, the base name or a glob and read the volumes as one.
 func TestSplitVolumesDocker(t *testing.T) {
+	testenv.Acceptance(t)
 	_, seeded := sharedRegistry(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar")
@@ -138,6 +139,7 @@ func TestSplitVolumesDocker(t *testing.T) {
 // Acceptance: a volume missing or damaged is reported by number; verify
 // and load exit 3 and load loads nothing.
 func TestSplitVolumesDamaged(t *testing.T) {
+	testenv.Acceptance(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar")
 	createSplit(t, out)
@@ -201,6 +203,7 @@ func TestSplitVolumesDamaged(t *testing.T) {
 // Acceptance: --gzip writes one gzip stream that docker load takes as it
 // is, and that verify and load read.
 func TestGzipBundle(t *testing.T) {
+	testenv.Acceptance(t)
 	_, seeded := sharedRegistry(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar.gz")

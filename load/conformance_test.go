@@ -90,6 +90,7 @@ var (
 
 // realRegistry is a CNCF distribution registry, started once.
 func realRegistry(t *testing.T) string {
+	testenv.Acceptance(t)
 	testenv.Require(t, testenv.RegistryProgram)
 	realRegOnce.Do(func() {
 		dir, err := tempDirForProcess()
@@ -107,6 +108,7 @@ func realRegistry(t *testing.T) string {
 
 // realDockerd is a docker daemon on a private socket, started once.
 func realDockerd(t *testing.T) *testenv.Dockerd {
+	testenv.Acceptance(t)
 	testenv.Require(t, testenv.DockerdProgram, testenv.ContainerdProgram, testenv.RuncProgram, testenv.DockerProgram)
 	testenv.RequireRoot(t)
 	dockerdOnce.Do(func() {

@@ -74,9 +74,11 @@ type Dockerd struct {
 
 // StartDockerd starts a Docker Engine for the test and stops it when the test
 // ends. It skips or fails the test (see Require) when dockerd, containerd,
-// runc or the docker CLI is missing or the test does not run as root.
+// runc or the docker CLI is missing or the test does not run as root, and
+// skips it under -short (see Acceptance).
 func StartDockerd(t testing.TB) *Dockerd {
 	t.Helper()
+	Acceptance(t)
 	Require(t, DockerdProgram, ContainerdProgram, RuncProgram, DockerProgram)
 	RequireRoot(t)
 	start := time.Now()

@@ -44,9 +44,11 @@ type Registry struct {
 }
 
 // StartRegistry starts a registry for the test and stops it when the test ends.
-// It skips or fails the test (see Require) when docker-registry is missing.
+// It skips the test under -short (see Acceptance), and skips or fails it (see
+// Require) when docker-registry is missing.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
+	Acceptance(t)
 	Require(t, RegistryProgram)
 	start := time.Now()
 	r, err := StartRegistryProcess(t.TempDir())

@@ -52,6 +52,23 @@ func Missing(programs ...string) []string {
 	return missing
 }
 
+// AcceptanceSkip is the message Acceptance skips a test with under -short.
+const AcceptanceSkip = "acceptance test: needs a real registry/daemon; skipped under -short"
+
+// Acceptance marks a test that needs real components (a registry, dockerd,
+// containerd, skopeo, podman, ctr) or builds and runs the bundle binary: under
+// go test -short it skips the test, so `make test-short` runs with no registry
+// or daemon. Without -short it does nothing, and Require still decides, so
+// under CI=true (where scripts/test.sh never passes -short) a missing program
+// still fails the test. StartRegistry and StartDockerd call it; a test that
+// does expensive work before starting a component calls it first.
+func Acceptance(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(AcceptanceSkip)
+	}
+}
+
 // Require stops the test unless every program named is installed: under CI (see
 // CI) it fails the test naming the missing programs and saying to run
 // scripts/install-deps.sh; elsewhere it skips the test with a message that

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -30,6 +31,11 @@ func (r *recordingTB) Helper() {}
 
 func (r *recordingTB) Skipf(format string, args ...any) {
 	r.skipped = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (r *recordingTB) Skip(args ...any) {
+	r.skipped = fmt.Sprint(args...)
 	runtime.Goexit()
 }
 
@@ -93,6 +99,40 @@ func TestRequire(t *testing.T) {
 	}
 }
 
+// Acceptance skips under -short, whatever CI says, and does nothing without
+// -short, so Require still fails a test under CI=true.
+func TestAcceptance(t *testing.T) {
+	short := flag.Lookup("test.short")
+	was := short.Value.String()
+	t.Cleanup(func() { _ = short.Value.Set(was) })
+	for _, tt := range []struct {
+		short, ci string
+		wantSkip  bool
+	}{
+		{short: "true", ci: "true", wantSkip: true},
+		{short: "true", ci: "", wantSkip: true},
+		{short: "false", ci: "true"},
+		{short: "false", ci: ""},
+	} {
+		t.Setenv("CI", tt.ci)
+		if err := short.Value.Set(tt.short); err != nil {
+			t.Fatal(err)
+		}
+		rec := runTB(t, func(tb testing.TB) {
+			Acceptance(tb)
+			Require(tb, "bundle-testenv-no-such-program")
+		})
+		switch {
+		case tt.wantSkip && rec.skipped != AcceptanceSkip:
+			t.Errorf("-short=%s CI=%q: skipped %q, failed %q; want the skip %q", tt.short, tt.ci, rec.skipped, rec.failed, AcceptanceSkip)
+		case !tt.wantSkip && tt.ci == "true" && rec.failed == "":
+			t.Errorf("-short=%s CI=true: skipped %q; want Require to fail the test", tt.short, rec.skipped)
+		case !tt.wantSkip && tt.ci == "" && !strings.HasPrefix(rec.skipped, "SKIP (missing "):
+			t.Errorf("-short=%s CI=\"\": skipped %q, failed %q; want Require's skip", tt.short, rec.skipped, rec.failed)
+		}
+	}
+}
+
 func TestLookPathFindsSbin(t *testing.T) {
 	Require(t, DockerdProgram) // fails under CI=true, skips loudly otherwise
 	if _, err := os.Stat("/usr/sbin/dockerd"); err != nil {
@@ -105,6 +145,7 @@ func TestLookPathFindsSbin(t *testing.T) {
 }
 
 func TestRegistryProcessStartStop(t *testing.T) {
+	Acceptance(t)
 	Require(t, RegistryProgram)
 	start := time.Now()
 	r, err := StartRegistryProcess(t.TempDir())
@@ -141,6 +182,7 @@ func TestRegistryProcessStartStop(t *testing.T) {
 }
 
 func TestSeed(t *testing.T) {
+	Acceptance(t)
 	r := StartRegistry(t)
 	s := Seed(t, r.Host)
 
@@ -348,6 +390,7 @@ func mustTag(t *testing.T, s string) name.Tag {
 }
 
 func TestDockerdRunsSeededImage(t *testing.T) {
+	Acceptance(t)
 	_, keyErr := os.Stat("/etc/docker/key.json")
 	d := StartDockerd(t)
 	r := StartRegistry(t)
@@ -414,6 +457,7 @@ func TestDockerdRunsSeededImage(t *testing.T) {
 }
 
 func TestDockerdStopCleansUpAfterACrash(t *testing.T) {
+	Acceptance(t)
 	d := StartDockerd(t)
 	if d.ContainerdPID == 0 {
 		t.Fatal("no containerd pid")
@@ -471,6 +515,7 @@ func crashHelper(dir string) {
 }
 
 func TestTestBinaryCrashLeavesNothing(t *testing.T) {
+	Acceptance(t)
 	Require(t, RegistryProgram, DockerdProgram, ContainerdProgram, RuncProgram)
 	RequireRoot(t)
 	dir := t.TempDir()
