@@ -595,14 +595,11 @@ func lockDir(root *os.Root) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := atomicfile.LockFile(d); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("another bundle load is writing %s; try again when it has finished", dir)
 	}
-	return func() {
-		_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
-		d.Close()
-	}, nil
+	return func() { atomicfile.Unlock(d) }, nil
 }
 
 // ctxReader stops a copy when ctx ends.
