@@ -16,9 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/internal/safefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 )
 
 // Cache is a content-addressed store of verified blobs on disk:
@@ -192,15 +192,13 @@ func (c *Cache) openIngest(ctx context.Context, h v1.Hash) (ing *ingest, done bo
 				_ = os.Remove(c.segmentsPath(h))
 				_ = os.Remove(c.segmentsPath(h) + ".tmp")
 			}
-			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-			f.Close()
+			atomicfile.Unlock(f)
 			return nil, true, nil
 		}
 		if !current {
 			// The previous holder renamed or removed the file we locked:
 			// start over on the real path.
-			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-			f.Close()
+			atomicfile.Unlock(f)
 			continue
 		}
 		ing = &ingest{f: f, h: sha256.New(), side: c.segmentsPath(h)}
@@ -366,12 +364,12 @@ func removeIfExists(path string) error {
 // behind another process's slow download).
 func lockFile(ctx context.Context, f *os.File) error {
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := atomicfile.LockFile(f)
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("locking %s: %w", f.Name(), err)
+		if !errors.Is(err, atomicfile.ErrHeld) {
+			return err
 		}
 		if err := wait(ctx, 20*time.Millisecond); err != nil {
 			return err
@@ -441,8 +439,7 @@ func (c *Cache) finish(ing *ingest, want v1.Hash, size int64) error {
 }
 
 func (ing *ingest) close() {
-	_ = unix.Flock(int(ing.f.Fd()), unix.LOCK_UN)
-	ing.f.Close()
+	atomicfile.Unlock(ing.f)
 }
 
 // DigestError says a blob's bytes do not hash to its digest.
