@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bundle-tool/bundle/internal/atomicfile"
+	"github.com/bundle-tool/bundle/internal/digestio"
 	"github.com/bundle-tool/bundle/internal/safefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -118,9 +119,8 @@ func (c *Cache) Remove(h v1.Hash) error {
 
 // Put stores small content (a manifest) already in memory, after checking it.
 func (c *Cache) Put(h v1.Hash, data []byte) error {
-	got := sha256.Sum256(data)
-	if fmt.Sprintf("%x", got) != h.Hex {
-		return &DigestError{Digest: h, Got: v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", got)}}
+	if err := digestio.Check(data, h); err != nil {
+		return err
 	}
 	if c.Has(h, int64(len(data))) {
 		return nil
@@ -416,7 +416,7 @@ func (c *Cache) finish(ing *ingest, want v1.Hash, size int64) error {
 	if got := ing.digest(); got != want {
 		_ = ing.reset()
 		ing.close()
-		return &DigestError{Digest: want, Got: got}
+		return &DigestError{Want: want, Got: got}
 	}
 	name := ing.f.Name()
 	// Every byte is written: without its sidecar the partial is read as
@@ -442,22 +442,8 @@ func (ing *ingest) close() {
 	atomicfile.Unlock(ing.f)
 }
 
-// DigestError says a blob's bytes do not hash to its digest.
-type DigestError struct {
-	Digest v1.Hash
-	Got    v1.Hash
-}
-
-func (e *DigestError) Error() string {
-	return fmt.Sprintf("blob %s: digest mismatch: got %s", e.Digest, e.Got)
-}
+// DigestError says a blob's bytes do not hash to its digest (Want).
+type DigestError = digestio.DigestError
 
 // SizeError says a blob has the wrong number of bytes.
-type SizeError struct {
-	Digest    v1.Hash
-	Got, Want int64
-}
-
-func (e *SizeError) Error() string {
-	return fmt.Sprintf("blob %s: size mismatch: got %d bytes, want %d", e.Digest, e.Got, e.Want)
-}
+type SizeError = digestio.SizeError
