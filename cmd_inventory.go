@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/urfave/cli/v2"
 )
@@ -90,7 +90,7 @@ func runInventory(c *cli.Context) error {
 		if _, err := c.App.Writer.Write(data); err != nil {
 			return err
 		}
-	} else if err := writeFileAtomic(out, data); err != nil {
+	} else if err := atomicfile.WriteFile(out, data, 0o644); err != nil {
 		return err
 	}
 	if !c.Bool("quiet") {
@@ -103,32 +103,6 @@ func runInventory(c *cli.Context) error {
 			dest = "stdout"
 		}
 		fmt.Fprintf(c.App.ErrWriter, "inventory of %s: %s; written to %s\n", opts.From, what, dest)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path through a temp file beside it.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

@@ -3,12 +3,12 @@ package bundle
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
+	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/internal/safefs"
-	"golang.org/x/sys/unix"
 )
 
 // lockOutput takes an exclusive lock on ".<name>.lock" beside the output,
@@ -19,23 +19,18 @@ import (
 // waited on.
 func lockOutput(abs string) (*os.File, error) {
 	p := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
-	if errors.Is(err, syscall.ELOOP) {
+	f, err := atomicfile.Lock(p)
+	var nr *safefs.NotRegularError
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, atomicfile.ErrHeld):
+		return nil, fmt.Errorf("another bundle create is writing %s (lock %s is held); try again when it has finished", abs, p)
+	case errors.As(err, &nr) && nr.Mode == fs.ModeSymlink:
 		return nil, fmt.Errorf("the lock file %s is a symbolic link; refusing to follow it (remove it)", p)
-	}
-	if err != nil {
+	case errors.As(err, &nr):
+		return nil, fmt.Errorf("the lock file: %w (remove it)", err)
+	default:
 		return nil, fmt.Errorf("cannot write to output directory %s: %w", filepath.Dir(abs), err)
 	}
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		if err == nil {
-			err = &safefs.NotRegularError{Path: p, Mode: fi.Mode()}
-		}
-		return nil, fmt.Errorf("the lock file: %w (remove it)", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("another bundle create is writing %s (lock %s is held); try again when it has finished", abs, p)
-	}
-	return f, nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/internal/space"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -201,7 +202,7 @@ func (o *outputFile) commit() (string, int64, error) {
 	}
 	sum := hex.EncodeToString(o.sum.Sum(nil))
 	line := fmt.Sprintf("%s  %s\n", sum, filepath.Base(o.path))
-	if err := writeFileAtomic(o.path+".sha256", []byte(line)); err != nil {
+	if err := atomicfile.WriteFile(o.path+".sha256", []byte(line), 0o644); err != nil {
 		return "", 0, err
 	}
 	if err := os.Rename(o.f.Name(), o.path); err != nil {
@@ -244,30 +245,6 @@ func removeStaleTemps(abs string) {
 			}
 		}
 	}
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // checkSpace fails, before any layer is downloaded, when the cache's or

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/klauspost/pgzip"
 )
@@ -308,7 +309,7 @@ func (s *splitOutput) commit() (string, int64, error) {
 	for _, v := range s.written {
 		fmt.Fprintf(&lines, "%s  %s\n", v.SHA256, v.Name)
 	}
-	if err := writeFileAtomic(s.base+".sha256", []byte(lines.String())); err != nil {
+	if err := atomicfile.WriteFile(s.base+".sha256", []byte(lines.String()), 0o644); err != nil {
 		return "", 0, err
 	}
 	for i, tmp := range s.temps {

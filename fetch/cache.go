@@ -16,9 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/atomicfile"
+	"github.com/bundle-tool/bundle/internal/digestio"
 	"github.com/bundle-tool/bundle/internal/safefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 )
 
 // Cache is a content-addressed store of verified blobs on disk:
@@ -118,9 +119,8 @@ func (c *Cache) Remove(h v1.Hash) error {
 
 // Put stores small content (a manifest) already in memory, after checking it.
 func (c *Cache) Put(h v1.Hash, data []byte) error {
-	got := sha256.Sum256(data)
-	if fmt.Sprintf("%x", got) != h.Hex {
-		return &DigestError{Digest: h, Got: v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", got)}}
+	if err := digestio.Check(data, h); err != nil {
+		return err
 	}
 	if c.Has(h, int64(len(data))) {
 		return nil
@@ -192,15 +192,13 @@ func (c *Cache) openIngest(ctx context.Context, h v1.Hash) (ing *ingest, done bo
 				_ = os.Remove(c.segmentsPath(h))
 				_ = os.Remove(c.segmentsPath(h) + ".tmp")
 			}
-			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-			f.Close()
+			atomicfile.Unlock(f)
 			return nil, true, nil
 		}
 		if !current {
 			// The previous holder renamed or removed the file we locked:
 			// start over on the real path.
-			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-			f.Close()
+			atomicfile.Unlock(f)
 			continue
 		}
 		ing = &ingest{f: f, h: sha256.New(), side: c.segmentsPath(h)}
@@ -366,12 +364,12 @@ func removeIfExists(path string) error {
 // behind another process's slow download).
 func lockFile(ctx context.Context, f *os.File) error {
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := atomicfile.LockFile(f)
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("locking %s: %w", f.Name(), err)
+		if !errors.Is(err, atomicfile.ErrHeld) {
+			return err
 		}
 		if err := wait(ctx, 20*time.Millisecond); err != nil {
 			return err
@@ -418,7 +416,7 @@ func (c *Cache) finish(ing *ingest, want v1.Hash, size int64) error {
 	if got := ing.digest(); got != want {
 		_ = ing.reset()
 		ing.close()
-		return &DigestError{Digest: want, Got: got}
+		return &DigestError{Want: want, Got: got}
 	}
 	name := ing.f.Name()
 	// Every byte is written: without its sidecar the partial is read as
@@ -441,26 +439,11 @@ func (c *Cache) finish(ing *ingest, want v1.Hash, size int64) error {
 }
 
 func (ing *ingest) close() {
-	_ = unix.Flock(int(ing.f.Fd()), unix.LOCK_UN)
-	ing.f.Close()
+	atomicfile.Unlock(ing.f)
 }
 
-// DigestError says a blob's bytes do not hash to its digest.
-type DigestError struct {
-	Digest v1.Hash
-	Got    v1.Hash
-}
-
-func (e *DigestError) Error() string {
-	return fmt.Sprintf("blob %s: digest mismatch: got %s", e.Digest, e.Got)
-}
+// DigestError says a blob's bytes do not hash to its digest (Want).
+type DigestError = digestio.DigestError
 
 // SizeError says a blob has the wrong number of bytes.
-type SizeError struct {
-	Digest    v1.Hash
-	Got, Want int64
-}
-
-func (e *SizeError) Error() string {
-	return fmt.Sprintf("blob %s: size mismatch: got %d bytes, want %d", e.Digest, e.Got, e.Want)
-}
+type SizeError = digestio.SizeError

@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
 	"sort"
 
+	"github.com/bundle-tool/bundle/internal/digestio"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -205,7 +207,7 @@ func (b *Bundle) OpenBlob(h v1.Hash) (io.ReadCloser, error) {
 	if b.shallow[h] {
 		return nil, &ShallowError{Digest: h}
 	}
-	return &blobReader{h: h, r: b.file.Section(e.Name), sum: sha256.New()}, nil
+	return &blobReader{h: h, r: digestio.NewReader(b.file.Section(e.Name), h, -1)}, nil
 }
 
 // ReadBlob returns the content of a small blob (a manifest, an index, a
@@ -232,20 +234,18 @@ func (b *Bundle) ReadBlob(h v1.Hash, limit int64) ([]byte, error) {
 }
 
 type blobReader struct {
-	h   v1.Hash
-	r   *io.SectionReader
-	sum hash.Hash
+	h v1.Hash
+	r *digestio.Reader
 }
 
 func (r *blobReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
-	r.sum.Write(p[:n])
-	if err == io.EOF {
-		if got := hex.EncodeToString(r.sum.Sum(nil)); got != r.h.Hex {
-			return n, &ChangedError{Entry: tarball.BlobPath(r.h), Got: "sha256:" + got, Want: r.h.String()}
-		}
-	}
-	if err != nil && err != io.EOF {
+	var de *digestio.DigestError
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.As(err, &de):
+		err = &ChangedError{Entry: tarball.BlobPath(r.h), Got: de.Got.String(), Want: r.h.String()}
+	default:
 		err = fmt.Errorf("reading blob %s: %w", r.h, err)
 	}
 	return n, err

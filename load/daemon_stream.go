@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/digestio"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/klauspost/pgzip"
 )
@@ -23,7 +24,7 @@ func (d *Daemon) sendBatch(ctx context.Context, b *Bundle, bt *classicBatch, wai
 	writeErr := make(chan error, 1)
 	go func() {
 		var err error
-		blobs, err = writeBatch(ctx, &countWriter{w: pw, fn: sent}, b, bt, wait)
+		blobs, err = writeBatch(ctx, &digestio.CountingWriter{W: pw, OnWrite: sent}, b, bt, wait)
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
@@ -148,18 +149,4 @@ func copyLayer(w io.Writer, b *Bundle, l classicLayer, buf []byte) error {
 		return &ChangedError{Entry: tarball.BlobPath(l.blob), Got: fmt.Sprintf("%d bytes", n), Want: fmt.Sprintf("%d bytes", l.size)}
 	}
 	return nil
-}
-
-// countWriter reports the bytes written through it.
-type countWriter struct {
-	w  io.Writer
-	fn func(int64)
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	if n > 0 && c.fn != nil {
-		c.fn(int64(n))
-	}
-	return n, err
 }

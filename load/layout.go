@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/internal/safefs"
 	"github.com/bundle-tool/bundle/internal/space"
 	"github.com/bundle-tool/bundle/tarball"
@@ -425,7 +426,7 @@ func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 			return nil, err
 		}
 	}
-	if err := syncDir(root, blobsDir); err != nil {
+	if err := atomicfile.SyncDirIn(root, blobsDir); err != nil {
 		return nil, err
 	}
 
@@ -457,7 +458,7 @@ func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(root, tarball.OCIIndexFile, data); err != nil {
+		if err := atomicfile.WriteFileIn(root, tarball.OCIIndexFile, data, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -492,7 +493,7 @@ func (l *Layout) ensureLayoutFile(root *os.Root) error {
 	p := filepath.Join(l.dir, tarball.OCILayoutFile)
 	data, err := safefs.ReadFileIn(root, tarball.OCILayoutFile, maxLayoutFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return writeFileAtomic(root, tarball.OCILayoutFile, []byte(tarball.OCILayoutContent))
+		return atomicfile.WriteFileIn(root, tarball.OCILayoutFile, []byte(tarball.OCILayoutContent), 0o644)
 	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", p, err)
@@ -586,48 +587,6 @@ func intact(root *os.Root, name string, h v1.Hash, size int64) (bool, error) {
 	return n == size && hex.EncodeToString(sum.Sum(nil)) == h.Hex, nil
 }
 
-// writeFileAtomic writes data to name inside root through a temp file in
-// the same directory, fsynced, renamed, and the directory fsynced.
-func writeFileAtomic(root *os.Root, name string, data []byte) error {
-	shown := filepath.Join(root.Name(), name)
-	tmp, tmpName, err := safefs.CreateTemp(root, path.Dir(name), "."+path.Base(name)+".tmp-", "", 0o644)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", shown, err)
-	}
-	defer root.Remove(tmpName)
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = safefs.Explain(root, name, root.Rename(tmpName, name))
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", shown, err)
-	}
-	return syncDir(root, path.Dir(name))
-}
-
-// syncDir fsyncs dir inside root.
-func syncDir(root *os.Root, dir string) error {
-	shown := filepath.Join(root.Name(), dir)
-	d, err := root.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", shown, safefs.Explain(root, dir, err))
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", shown, err)
-	}
-	return nil
-}
-
 // lockDir takes an exclusive flock on root's directory itself (no lock
 // file in the layout), failing at once when another load holds it.
 func lockDir(root *os.Root) (func(), error) {
@@ -636,14 +595,11 @@ func lockDir(root *os.Root) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := atomicfile.LockFile(d); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("another bundle load is writing %s; try again when it has finished", dir)
 	}
-	return func() {
-		_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
-		d.Close()
-	}, nil
+	return func() { atomicfile.Unlock(d) }, nil
 }
 
 // ctxReader stops a copy when ctx ends.

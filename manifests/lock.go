@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/internal/safefs"
 )
 
@@ -193,7 +192,7 @@ func WriteLock(path string, l *Lock) error {
 	if err != nil {
 		return fmt.Errorf("writing lockfile %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, data, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
 		return fmt.Errorf("writing lockfile: %w", err)
 	}
 	return nil
@@ -225,45 +224,6 @@ func encodeLock(l *Lock) ([]byte, error) {
 		return nil, fmt.Errorf("encoding: %w", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// writeFileAtomic writes data to a temp file beside path, syncs it and
-// renames it over path. The temp file is removed on any error.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Make the rename durable. Some file systems cannot sync a directory;
-	// the file itself is already safe, so that is not an error.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 func checkSHA256Hex(s string) error {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/digestio"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -317,7 +318,7 @@ func (b *Bundle) Bytes() ([]byte, map[string]int64) {
 // Write writes entries as a tar archive with fixed modes, owners and times,
 // and returns where each entry's data starts.
 func Write(w io.Writer, entries ...Entry) (map[string]int64, error) {
-	cw := &countWriter{w: w}
+	cw := &digestio.CountingWriter{W: w}
 	tw := tar.NewWriter(cw)
 	offsets := map[string]int64{}
 	for _, e := range entries {
@@ -334,7 +335,7 @@ func Write(w io.Writer, entries ...Entry) (map[string]int64, error) {
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, err
 		}
-		offsets[e.Name] = cw.n // WriteHeader has written the header
+		offsets[e.Name] = cw.N // WriteHeader has written the header
 		if hdr.Size > 0 {
 			if _, err := tw.Write(e.Data); err != nil {
 				return nil, err
@@ -365,15 +366,4 @@ func Digest(b []byte) v1.Hash { return digestOf(b) }
 func digestOf(b []byte) v1.Hash {
 	sum := sha256.Sum256(b)
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
