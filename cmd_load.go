@@ -166,6 +166,9 @@ func runLoad(c *cli.Context) error {
 		}
 		return err
 	}
+	if w := res.Verified.ChecksumWarning; w != "" && !quiet {
+		fmt.Fprintf(c.App.ErrWriter, "bundle: warning: %s\n", w)
+	}
 	if asJSON {
 		return writeJSON(c.App.Writer, res)
 	}
