@@ -92,7 +92,6 @@ Examples:
 		},
 		Action: runLoad,
 	})
-	corruptCheckers = append(corruptCheckers, bundle.IsLoadCorrupt)
 }
 
 func runLoad(c *cli.Context) error {

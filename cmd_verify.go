@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
-	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/urfave/cli/v2"
 )
@@ -58,10 +56,6 @@ Examples:
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors; the exit code tells"},
 		},
 		Action: runVerify,
-	})
-	corruptCheckers = append(corruptCheckers, func(err error) bool {
-		var c corruptBundle
-		return errors.As(err, &c) || tarball.IsCorrupt(err)
 	})
 }
 
