@@ -50,7 +50,7 @@ func runList(c *cli.Context) error {
 	if err != nil {
 		var nb *tarball.NotBundleError
 		if errors.As(err, &nb) {
-			return withHint(fmt.Errorf("%s: %w", in.Name, err), notBundleHint(err.Error(), in.Name))
+			return withHint(fmt.Errorf("%s: %w", in.Name, err), notBundleHint(nb.Looks, in.Name))
 		}
 		return fmt.Errorf("%s: %w", in.Name, err)
 	}

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
+	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/urfave/cli/v2"
 )
@@ -117,7 +117,7 @@ func runVerify(c *cli.Context) error {
 	}
 	for _, f := range rep.Findings {
 		if f.Code == verify.CodeNotBundle {
-			return withHint(corruptBundle{name: res.Name, msg: f.Problem}, notBundleHint(f.Problem, res.Name))
+			return withHint(corruptBundle{name: res.Name, msg: f.Problem}, notBundleHint(f.Looks, res.Name))
 		}
 	}
 	hint := "do not load it; copy it again from a copy that verifies, or make it again with 'bundle create'"
@@ -183,11 +183,13 @@ func verdict(name string, rep *verify.Report, took time.Duration, sumNote string
 	return s + sumNote
 }
 
-func notBundleHint(problem, name string) string {
-	switch {
-	case strings.Contains(problem, "docker save"):
+// notBundleHint is the hint for a file that is not a bundle; looks is
+// what it looks like (tarball.NotBundleError.Looks).
+func notBundleHint(looks, name string) string {
+	switch looks {
+	case tarball.LooksDockerSave:
 		return fmt.Sprintf("load it with 'docker load -i %s'; bundle reads files made by 'bundle create'", name)
-	case strings.Contains(problem, "OCI image layout"):
+	case tarball.LooksOCIArchive:
 		return "bundle reads files made by 'bundle create'; an OCI archive loads with skopeo or ctr"
 	}
 	return "bundle reads files made by 'bundle create'"
