@@ -50,9 +50,9 @@ func runList(c *cli.Context) error {
 	if err != nil {
 		var nb *tarball.NotBundleError
 		if errors.As(err, &nb) {
-			return withHint(fmt.Errorf("%s: %w", in.name, err), notBundleHint(err.Error(), in.name))
+			return withHint(fmt.Errorf("%s: %w", in.Name, err), notBundleHint(nb.Looks, in.Name))
 		}
-		return fmt.Errorf("%s: %w", in.name, err)
+		return fmt.Errorf("%s: %w", in.Name, err)
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)

@@ -11,6 +11,7 @@ import (
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/load"
+	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/urfave/cli/v2"
 )
@@ -92,7 +93,6 @@ Examples:
 		},
 		Action: runLoad,
 	})
-	corruptCheckers = append(corruptCheckers, bundle.IsLoadCorrupt)
 }
 
 func runLoad(c *cli.Context) error {
@@ -144,10 +144,10 @@ func runLoad(c *cli.Context) error {
 			hint := "copy the bundle again, from a copy that 'bundle verify' passes, or make it again with 'bundle create'"
 			if len(ce.Report.Findings) == 1 && ce.Report.Findings[0].Code == verify.CodeNotBundle {
 				hint = "bundle load reads files made by 'bundle create'"
-				switch p := ce.Report.Findings[0].Problem; {
-				case strings.Contains(p, "docker save"):
+				switch ce.Report.Findings[0].Looks {
+				case tarball.LooksDockerSave:
 					hint += "; load a docker save archive with 'docker load -i " + opts.Input + "'"
-				case strings.Contains(p, "OCI image layout"):
+				case tarball.LooksOCIArchive:
 					hint += "; an OCI archive loads with skopeo (skopeo copy oci-archive:" + opts.Input + " …) or ctr"
 				}
 			}
@@ -165,6 +165,9 @@ func runLoad(c *cli.Context) error {
 			return withHint(err, "'bundle list -i "+opts.Input+"' shows the references the bundle holds")
 		}
 		return err
+	}
+	if w := res.Verified.ChecksumWarning; w != "" && !quiet {
+		fmt.Fprintf(c.App.ErrWriter, "bundle: warning: %s\n", w)
 	}
 	if asJSON {
 		return writeJSON(c.App.Writer, res)

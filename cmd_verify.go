@@ -2,15 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/bundle-tool/bundle/internal/safefs"
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/urfave/cli/v2"
@@ -60,10 +57,6 @@ Examples:
 		},
 		Action: runVerify,
 	})
-	corruptCheckers = append(corruptCheckers, func(err error) bool {
-		var c corruptBundle
-		return errors.As(err, &c) || tarball.IsCorrupt(err)
-	})
 }
 
 // corruptBundle is the verdict of verify on a damaged bundle (exit 3).
@@ -88,67 +81,22 @@ func runVerify(c *cli.Context) error {
 	if c.Int64("max-ratio") < 1 {
 		return usagef("--max-ratio must be at least 1")
 	}
-	in, err := openInput(c, c.String("input"), more...)
+	if c.String("input") == "" {
+		return usagef("-i needs a file name, or - for stdin")
+	}
+	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
+	stdout, stderr := c.App.Writer, c.App.ErrWriter
+	ui := &verifyUI{w: stderr, quiet: quiet, deep: c.Bool("deep")}
+	start := time.Now()
+	res, err := bundle.Verify(c.Context, bundle.VerifyOptions{
+		Input: c.String("input"), MoreInputs: more, Stdin: c.App.Reader,
+		Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio"), Progress: ui,
+	})
+	ui.finish()
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	opts := verify.Options{Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio")}
-	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
-	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	note := func(format string, a ...any) {
-		if !quiet {
-			fmt.Fprintf(stderr, format+"\n", a...)
-		}
-	}
-
-	// <file>.sha256 beside the file, when there is one.
-	sumNote := ""
-	if in.set != nil && in.set.Split {
-		sumNote, err = splitChecksums(in.set, &opts, note)
-		if err != nil {
-			return err
-		}
-	} else if in.path != "" {
-		sumFile := in.path + ".sha256"
-		switch f, err := safefs.Open(sumFile); {
-		case err == nil:
-			h, err := verify.ParseChecksumFile(f, in.path)
-			f.Close()
-			if err != nil {
-				note("bundle: warning: %s: %v; the file's sha256 is not checked", sumFile, err)
-				sumNote = "; " + filepath.Base(sumFile) + " unusable"
-			} else {
-				opts.FileSHA256, opts.ChecksumFile = h, filepath.Base(sumFile)
-			}
-		case errors.Is(err, os.ErrNotExist):
-			sumNote = "; no " + filepath.Base(sumFile) + " beside it"
-		default:
-			return fmt.Errorf("reading the checksum file: %w", err)
-		}
-	}
-
-	ui := newVerifyUI(stderr, quiet, in.size)
-	if !ui.tty {
-		what := "verifying " + in.name
-		if in.size > 0 {
-			what += " (" + humanBytes(in.size) + ")"
-		}
-		if opts.Deep {
-			what += ", decompressing every layer"
-		}
-		note("%s", what)
-	}
-	opts.Progress = ui
-	if ra, ok := in.Reader.(io.ReaderAt); ok && in.set != nil {
-		opts.ReaderAt = ra // a file: blobs are read several at once
-	}
-	start := time.Now()
-	rep, err := verify.Verify(c.Context, in, opts)
-	ui.finish()
-	if err != nil {
-		return fmt.Errorf("verifying %s: %w", in.name, err)
-	}
+	rep := res.Report
 
 	switch {
 	case asJSON:
@@ -162,14 +110,14 @@ func runVerify(c *cli.Context) error {
 			fmt.Fprintln(stdout, f.String())
 		}
 		printExternal(stdout, rep)
-		fmt.Fprintln(stdout, verdict(in.name, rep, time.Since(start), sumNote))
+		fmt.Fprintln(stdout, verdict(res.Name, rep, time.Since(start), sumNote(res)))
 	}
 	if rep.Intact {
 		return nil
 	}
 	for _, f := range rep.Findings {
 		if f.Code == verify.CodeNotBundle {
-			return withHint(corruptBundle{name: in.name, msg: f.Problem}, notBundleHint(f.Problem, in.name))
+			return withHint(corruptBundle{name: res.Name, msg: f.Problem}, notBundleHint(f.Looks, res.Name))
 		}
 	}
 	hint := "do not load it; copy it again from a copy that verifies, or make it again with 'bundle create'"
@@ -178,10 +126,26 @@ func runVerify(c *cli.Context) error {
 			hint = "do not load it: it holds entries that 'bundle create' never writes"
 		}
 	}
-	if h := volumeHint(rep, in.set); h != "" {
+	if h := volumeHint(res); h != "" {
 		hint = h
 	}
-	return withHint(corruptBundle{name: in.name, problems: len(rep.Findings)}, hint)
+	return withHint(corruptBundle{name: res.Name, problems: len(rep.Findings)}, hint)
+}
+
+// sumNote ends the verdict line when the checksum file is missing or
+// unusable.
+func sumNote(res *bundle.VerifyResult) string {
+	base := filepath.Base(res.Checksum.File)
+	switch res.Checksum.State {
+	case bundle.ChecksumMissing:
+		if res.Checksum.Volumes {
+			return "; no " + base + " beside them"
+		}
+		return "; no " + base + " beside it"
+	case bundle.ChecksumUnusable:
+		return "; " + base + " unusable"
+	}
+	return ""
 }
 
 // verdict is the last line of verify's output.
@@ -219,11 +183,13 @@ func verdict(name string, rep *verify.Report, took time.Duration, sumNote string
 	return s + sumNote
 }
 
-func notBundleHint(problem, name string) string {
-	switch {
-	case strings.Contains(problem, "docker save"):
+// notBundleHint is the hint for a file that is not a bundle; looks is
+// what it looks like (tarball.NotBundleError.Looks).
+func notBundleHint(looks, name string) string {
+	switch looks {
+	case tarball.LooksDockerSave:
 		return fmt.Sprintf("load it with 'docker load -i %s'; bundle reads files made by 'bundle create'", name)
-	case strings.Contains(problem, "OCI image layout"):
+	case tarball.LooksOCIArchive:
 		return "bundle reads files made by 'bundle create'; an OCI archive loads with skopeo or ctr"
 	}
 	return "bundle reads files made by 'bundle create'"
@@ -236,71 +202,56 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// input is the bundle file, the volumes of a split bundle, or stdin.
-type input struct {
-	io.Reader
-	name  string             // for messages
-	path  string             // "" for stdin; the base name of volumes
-	set   *tarball.VolumeSet // nil for stdin
-	size  int64              // 0 when unknown
-	close func() error
-}
-
-func (in *input) Close() error {
-	if in.close != nil {
-		return in.close()
-	}
-	return nil
-}
-
-// openInput opens the bundle -i names: a file, stdin (-), or a split
-// bundle's volumes (any volume, their base name, or a glob; more are the
-// further volumes of a glob the shell expanded), read as one stream.
-func openInput(c *cli.Context, path string, more ...string) (*input, error) {
+// openInput opens the bundle -i names (bundle.OpenInput).
+func openInput(c *cli.Context, path string, more ...string) (*bundle.Input, error) {
 	if path == "" {
 		return nil, usagef("-i needs a file name, or - for stdin")
 	}
-	if path == "-" {
-		r := c.App.Reader
-		if r == nil {
-			r = os.Stdin
-		}
-		return &input{Reader: r, name: "stdin"}, nil
-	}
-	set, err := tarball.FindVolumes(path, more...)
-	if err != nil {
-		return nil, fmt.Errorf("opening the bundle: %w", err)
-	}
-	in := &input{name: set.Name(), path: set.Base, set: set}
-	if !set.Split {
-		in.name = path
-	}
-	if len(set.Readable()) == 0 {
-		// Volume 1 is missing: verify reports it; there is nothing to read.
-		in.Reader = strings.NewReader("")
-		return in, nil
-	}
-	r, err := set.Open()
-	if err != nil {
-		return nil, err
-	}
-	in.Reader, in.close = r, r.Close
-	if n := r.Size(); n > 0 {
-		in.size = n
-	}
-	return in, nil
+	return bundle.OpenInput(path, more, c.App.Reader)
 }
 
-// verifyUI draws a progress bar on stderr when it is a terminal.
-type verifyUI struct{ statusUI }
+// verifyUI draws a progress bar on stderr when it is a terminal; it
+// implements bundle.VerifyProgress.
+type verifyUI struct {
+	statusUI
+	w     io.Writer
+	quiet bool
+	deep  bool
+	begun bool
+}
 
-func newVerifyUI(w io.Writer, quiet bool, size int64) *verifyUI {
-	u := &verifyUI{newStatusUI(w, quiet)}
-	u.startBar(size, "verifying") // a spinner when the size is not known (a pipe)
-	return u
+// Started warns of an unusable checksum file, then starts the bar (a
+// spinner when the size is not known: a pipe) or, not on a terminal, says
+// what is verified.
+func (u *verifyUI) Started(name string, size int64, sum bundle.Checksum) {
+	note := func(format string, a ...any) {
+		if !u.quiet {
+			fmt.Fprintf(u.w, format+"\n", a...)
+		}
+	}
+	if w := sum.Warning(); w != "" {
+		note("bundle: warning: %s", w)
+	}
+	u.statusUI = newStatusUI(u.w, u.quiet)
+	u.startBar(size, "verifying")
+	u.begun = true
+	if !u.tty {
+		what := "verifying " + name
+		if size > 0 {
+			what += " (" + humanBytes(size) + ")"
+		}
+		if u.deep {
+			what += ", decompressing every layer"
+		}
+		note("%s", what)
+	}
 }
 
 // Update implements verify.Progress.
 func (u *verifyUI) Update(read int64) { u.barSet(read) }
 
-func (u *verifyUI) finish() { u.endBar() }
+func (u *verifyUI) finish() {
+	if u.begun {
+		u.endBar()
+	}
+}

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/bundle-tool/bundle/internal/safefs"
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/urfave/cli/v2"
 )
 
@@ -35,30 +32,6 @@ func volumeArgs(c *cli.Context, cmd string) ([]string, error) {
 		}
 	}
 	return nil, usagef("%s takes no arguments (got %q); name the bundle with -i", cmd, args[0])
-}
-
-// splitChecksums reads BASE.sha256 beside a split bundle's volumes into
-// opts; it returns a note for the verdict when there is none.
-func splitChecksums(set *tarball.VolumeSet, opts *verify.Options, warn func(string, ...any)) (string, error) {
-	sumFile := set.Base + ".sha256"
-	var sums map[string]v1.Hash
-	switch f, err := safefs.Open(sumFile); {
-	case err == nil:
-		sums, err = verify.ParseChecksums(f)
-		f.Close()
-		if err != nil {
-			warn("bundle: warning: %s: %v; the volumes' sha256 are not checked", sumFile, err)
-			opts.SplitOptions(set, nil, "")
-			return "; " + filepath.Base(sumFile) + " unusable", nil
-		}
-	case errors.Is(err, os.ErrNotExist):
-		opts.SplitOptions(set, nil, "")
-		return "; no " + filepath.Base(sumFile) + " beside them", nil
-	default:
-		return "", fmt.Errorf("reading the checksum file: %w", err)
-	}
-	opts.SplitOptions(set, sums, filepath.Base(sumFile))
-	return "", nil
 }
 
 // volumeVerdict ends the OK line of a split bundle.
@@ -98,10 +71,11 @@ func printExternal(w io.Writer, rep *verify.Report) {
 
 // volumeHint tells what to do about a split bundle's missing or damaged
 // volumes, or returns "".
-func volumeHint(rep *verify.Report, set *tarball.VolumeSet) string {
-	if set == nil || !set.Split {
+func volumeHint(res *bundle.VerifyResult) string {
+	if !res.Split {
 		return ""
 	}
+	rep := res.Report
 	var names []string
 	for _, f := range rep.Findings {
 		if f.Code == verify.CodeVolume || (f.Code == verify.CodeChecksum && f.Entry != "") {
@@ -111,5 +85,5 @@ func volumeHint(rep *verify.Report, set *tarball.VolumeSet) string {
 	if len(names) == 0 {
 		return ""
 	}
-	return "copy " + strings.Join(names, ", ") + " again from the source (sha256sum -c " + filepath.Base(set.Base) + ".sha256 checks each volume), then verify again"
+	return "copy " + strings.Join(names, ", ") + " again from the source (sha256sum -c " + filepath.Base(res.Checksum.File) + " checks each volume), then verify again"
 }

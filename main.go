@@ -15,6 +15,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/bundle-tool/bundle/bundle"
+	"github.com/bundle-tool/bundle/load"
+	"github.com/bundle-tool/bundle/tarball"
 	"github.com/urfave/cli/v2"
 )
 
@@ -83,15 +86,38 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 bundle corrupt or incomplete, 130 interrup
 		ErrWriter:            stderr,
 		HideVersion:          false,
 		EnableBashCompletion: false,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err.Error()}
+		OnUsageError:         onUsageError,
+		// bundle NAME: a NAME that is no command is a usage error.
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return unknownCommand(c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
 		},
+		// bundle help NAME: the help command cannot return an error, so
+		// run returns it (unknownCommandKey).
 		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(c.App.ErrWriter, "bundle: error: unknown command %q\nbundle: hint: run 'bundle --help' for the list of commands\n", name)
-			os.Exit(exitUsage)
+			c.App.Metadata[unknownCommandKey] = name
 		},
-		ExitErrHandler: func(*cli.Context, error) {}, // main maps errors to exit codes
+		Metadata:       map[string]any{},
+		ExitErrHandler: func(*cli.Context, error) {}, // run maps errors to exit codes
 	}
+}
+
+const unknownCommandKey = "unknownCommand"
+
+func unknownCommand(name string) error {
+	return withHint(usagef("unknown command %q", name), "run 'bundle --help' for the list of commands")
+}
+
+// onUsageError turns a flag the command line got wrong (an unknown flag,
+// a value that does not parse) into a usage error (exit 2) with a hint.
+func onUsageError(c *cli.Context, err error, isSub bool) error {
+	help := "bundle --help"
+	if isSub && c.Command != nil && c.Command.Name != "" {
+		help = "bundle " + c.Command.Name + " --help"
+	}
+	return withHint(usageError{err.Error()}, "run '"+help+"' for its flags")
 }
 
 func main() {
@@ -104,7 +130,14 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newApp(stdout, stderr).RunContext(ctx, args)
+	app := newApp(stdout, stderr)
+	for _, c := range app.Commands {
+		c.OnUsageError = onUsageError // cli sets it on the root command only
+	}
+	err := app.RunContext(ctx, args)
+	if name, ok := app.Metadata[unknownCommandKey].(string); ok && err == nil {
+		err = unknownCommand(name)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -117,37 +150,66 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var h hinted
 	if errors.As(err, &h) && h.hint != "" {
 		fmt.Fprintf(stderr, "bundle: hint: %s\n", h.hint)
+	} else if code == exitUsage {
+		fmt.Fprintf(stderr, "bundle: hint: run '%s' for its flags\n", helpCommand(app, args))
 	}
 	return code
 }
 
+// exitCode maps err to the exit code, over typed errors: the one place
+// that does.
 func exitCode(ctx context.Context, err error) int {
-	var ue usageError
-	var coder interface{ ExitCode() int }
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &ue):
+	case isUsage(err):
 		return exitUsage
-	case errors.As(err, &coder):
-		return coder.ExitCode()
 	case isCorrupt(err):
 		return exitCorrupt
 	}
 	return exitError
 }
 
-// corruptCheckers are filled by cmd files whose packages define a
-// "bundle corrupt or incomplete" error.
-var corruptCheckers []func(error) bool
-
-func isCorrupt(err error) bool {
-	for _, f := range corruptCheckers {
-		if f(err) {
-			return true
-		}
+// isUsage says err is about how the command was called.
+func isUsage(err error) bool {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return true
 	}
-	return false
+	// cli checks required flags itself and returns an unexported type
+	// (errRequiredFlags, cli v2.27) whose only mark is its message: the
+	// one place that matches text.
+	msg := err.Error()
+	return strings.HasPrefix(msg, "Required flag ") && strings.HasSuffix(msg, " not set")
+}
+
+// isCorrupt says err is the verdict that a bundle is corrupt, incomplete
+// or changed while it was read (exit 3), from whichever package found it.
+func isCorrupt(err error) bool {
+	var vc corruptBundle        // bundle verify's verdict
+	var lc *bundle.CorruptError // bundle load's verify pass
+	var changed *load.ChangedError
+	var bomb *load.BombError
+	var notBundle *tarball.NotBundleError // list, inventory, load: what tarball reads
+	var entry *tarball.EntryError
+	var tc *tarball.CorruptError
+	return errors.As(err, &vc) || errors.As(err, &lc) || errors.As(err, &changed) || errors.As(err, &bomb) ||
+		errors.As(err, &notBundle) || errors.As(err, &entry) || errors.As(err, &tc)
+}
+
+// helpCommand is the command line that shows the help of the command
+// args run.
+func helpCommand(app *cli.App, args []string) string {
+	for _, a := range args[min(1, len(args)):] {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		if app.Command(a) != nil {
+			return "bundle " + a + " --help"
+		}
+		break
+	}
+	return "bundle --help"
 }
 
 func oneLine(s string) string {

@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/bundle-tool/bundle/fetch"
-	"github.com/bundle-tool/bundle/internal/safefs"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
@@ -87,10 +85,13 @@ type VerifySummary struct {
 	// Shallow layers (ShallowBytes) were checked by digest, not
 	// decompressed by the verify pass: only images the target already
 	// holds, or left out, use them, or the load decompresses them itself.
-	Shallow      int     `json:"shallow,omitempty"`
-	ShallowBytes int64   `json:"shallowBytes,omitempty"`
-	Spooled      bool    `json:"spooled,omitempty"` // read from a pipe or decompressed into a temp file
-	Seconds      float64 `json:"seconds"`
+	Shallow      int   `json:"shallow,omitempty"`
+	ShallowBytes int64 `json:"shallowBytes,omitempty"`
+	Spooled      bool  `json:"spooled,omitempty"` // read from a pipe or decompressed into a temp file
+	// ChecksumWarning says why the checksum file beside the bundle, there
+	// but unusable, was not checked ("" when it was, or there is none).
+	ChecksumWarning string  `json:"checksumWarning,omitempty"`
+	Seconds         float64 `json:"seconds"`
 }
 
 // LoadResult says what Load did. It is what `bundle load --json` prints.
@@ -294,23 +295,6 @@ func openVerified(ctx context.Context, opts LoadOptions, target load.Target, set
 	return spool(ctx, opts, set, name, sum)
 }
 
-// verifyOptions are the options of the verify pass over set: for a split
-// bundle, its volumes and the sums of its checksum file.
-func verifyOptions(set *tarball.VolumeSet) verify.Options {
-	var vo verify.Options
-	if set == nil || !set.Split {
-		return vo
-	}
-	var sums map[string]v1.Hash
-	sumFile := set.Base + ".sha256"
-	if f, err := safefs.Open(sumFile); err == nil { // a FIFO or a device: not waited on
-		sums, _ = verify.ParseChecksums(f) // unreadable: the volumes are still verified
-		f.Close()
-	}
-	vo.SplitOptions(set, sums, filepath.Base(sumFile))
-	return vo
-}
-
 // verifyFile verifies a plain bundle file (or split bundle) in place:
 // OpenVolumes finds the blobs, then the verify pass reads the whole file,
 // checking on the way that what OpenVolumes read is what it verifies. It
@@ -326,8 +310,7 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 	if b != nil && scanErr == nil {
 		held, inflated = shallowLayers(ctx, opts, target, b)
 	}
-	var r io.Reader = strings.NewReader("") // volume 1 missing: verify says so
-	var ra io.ReaderAt
+	in := &Input{Reader: strings.NewReader(""), Name: name, Path: set.Base, Set: set} // volume 1 missing: verify says so
 	if len(set.Readable()) > 0 {
 		vr, err := set.Open()
 		if err != nil {
@@ -337,21 +320,20 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 			return nil, fmt.Errorf("opening the bundle: %w", err)
 		}
 		defer vr.Close()
-		r, ra = vr, vr
+		in.Reader = vr
 	}
+	var r io.Reader = in.Reader
 	var w *load.Watcher
 	if b != nil {
 		w = b.Watch(r)
 		r = w
 	}
-	vo := verifyOptions(set)
-	vo.Deep = true // a decompression bomb must not reach a target
+	vo := verify.Options{Deep: true} // a decompression bomb must not reach a target
 	vo.Progress = verifyProgress{opts.Progress, set.Size()}
-	vo.ReaderAt = ra
 	if len(held)+len(inflated) > 0 {
 		vo.Shallow = func(h v1.Hash) bool { return held[h] || inflated[h] }
 	}
-	rep, err := verify.Verify(ctx, r, vo)
+	rep, cs, err := verifyPass(ctx, in, r, vo, nil)
 	fail := func(err error) (*load.Bundle, error) {
 		if b != nil {
 			b.Close()
@@ -362,10 +344,11 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
 		}
-		return fail(fmt.Errorf("verifying %s: %w", name, err))
+		return fail(err)
 	}
 	opts.Progress.Verified(rep)
 	summarize(sum, rep)
+	sum.ChecksumWarning = cs.Warning()
 	if !rep.Intact {
 		return fail(&CorruptError{Name: name, Report: rep})
 	}
@@ -444,7 +427,8 @@ func spool(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name s
 	} else {
 		if len(set.Missing) > 0 || len(set.Readable()) == 0 {
 			// Say which volume is missing, as verify does.
-			rep, err := verify.Verify(ctx, strings.NewReader(""), verifyOptions(set))
+			in := &Input{Reader: strings.NewReader(""), Name: name, Path: set.Base, Set: set}
+			rep, _, err := verifyPass(ctx, in, in.Reader, verify.Options{}, nil)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -69,6 +69,12 @@ type NotBundleError struct {
 	Detail string
 }
 
+// What a NotBundleError's input may look like (NotBundleError.Looks).
+const (
+	LooksDockerSave = "a docker save archive"
+	LooksOCIArchive = "an OCI image layout archive"
+)
+
 func (e *NotBundleError) Error() string {
 	switch {
 	case e.Looks != "":
@@ -503,9 +509,9 @@ func (r *Reader) classify(first string) error {
 	}
 	switch {
 	case docker:
-		return &NotBundleError{Looks: "a docker save archive"}
+		return &NotBundleError{Looks: LooksDockerSave}
 	case oci:
-		return &NotBundleError{Looks: "an OCI image layout archive"}
+		return &NotBundleError{Looks: LooksOCIArchive}
 	}
 	return &NotBundleError{Detail: fmt.Sprintf("the first entry is %q, not %s", first, IndexFile)}
 }

@@ -82,6 +82,9 @@ type Finding struct {
 	// Volume says, for a split bundle (not compressed), which volume holds
 	// Offset and where in it.
 	Volume *VolumeAt `json:"volume,omitempty"`
+	// Looks says, for CodeNotBundle, what the file looks like instead
+	// (tarball.NotBundleError.Looks: tarball.LooksDockerSave, …).
+	Looks string `json:"-"`
 }
 
 // VolumeAt is a place in one volume of a split bundle.

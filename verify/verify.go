@@ -380,7 +380,7 @@ func (v *verifier) fatal(err error) {
 	var ce *tarball.CorruptError
 	switch {
 	case errors.As(err, &nb):
-		v.add(Finding{Code: CodeNotBundle, Problem: nb.Error()})
+		v.add(Finding{Code: CodeNotBundle, Problem: nb.Error(), Looks: nb.Looks})
 	case errors.As(err, &ee):
 		v.add(Finding{Code: CodeEntry, Entry: ee.Name, Problem: ee.Reason, Offset: v.stopOffset})
 	case errors.As(err, &ce) && errors.Is(err, tarball.ErrTruncated):

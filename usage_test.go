@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestUsageErrors: every way of calling bundle wrong exits 2 with one
+// error line on stderr (and a hint), never a stack, and never exits the
+// process itself (run is called in this process).
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"verify without -i", []string{"verify"}},
+		{"list without -i", []string{"list"}},
+		{"load without -i", []string{"load", "--to", "oci:out"}},
+		{"create without -f", []string{"create", "-o", "x.tar"}},
+		{"load --jobs abc", []string{"load", "-i", "x.tar", "--jobs", "abc"}},
+		{"verify --max-ratio abc", []string{"verify", "-i", "x.tar", "--max-ratio", "abc"}},
+		{"unknown command", []string{"frobnicate"}},
+		{"help of an unknown command", []string{"help", "frobnicate"}},
+		{"unknown flag", []string{"verify", "-i", "x.tar", "--no-such-flag"}},
+		{"unknown global flag", []string{"--no-such-flag", "verify"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"bundle"}, tc.args...), &stdout, &stderr)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr.String())
+			}
+			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			var errs int
+			for _, l := range lines {
+				switch {
+				case strings.HasPrefix(l, "bundle: error: "):
+					errs++
+				case strings.HasPrefix(l, "bundle: hint: "):
+				default:
+					t.Errorf("stray stderr line %q", l)
+				}
+			}
+			if errs != 1 {
+				t.Errorf("%d error lines on stderr, want 1:\n%s", errs, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "--help") {
+				t.Errorf("no hint to --help on stderr:\n%s", stderr.String())
+			}
+			if all := stdout.String() + stderr.String(); strings.Contains(all, "panic:") || strings.Contains(all, "goroutine ") {
+				t.Errorf("a stack trace:\n%s", all)
+			}
+		})
+	}
+}
+
+// TestExitCorrupt: bundle list exits 3 on a file that is not a bundle, by
+// its own error type, whatever else is registered.
+func TestExitCorruptList(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"bundle", "list", "-i", "testdata/script/help.txtar"}, &stdout, &stderr)
+	if code != exitCorrupt {
+		t.Errorf("list of a text file: exit %d, want %d; stderr:\n%s", code, exitCorrupt, stderr.String())
+	}
+}
