@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/space"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -20,19 +21,9 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// humanBytes formats n bytes with IEC units.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes formats n bytes with IEC units (41.2 GiB), the same as the
+// space check's messages.
+func humanBytes(n int64) string { return space.Human(n) }
 
 // statusUI is what every command shows on stderr: progress bars
 // (progressbar/v3) only when stderr is a terminal, plain lines otherwise,
