@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -193,8 +192,8 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	// Downloads start as each image resolves (not with a delta or an
 	// unchanged check: what to download is known only once all have).
 	dctx, cancel := context.WithCancel(ctx)
-	src := newDownloader(dctx, client, cache, opts.Jobs)
-	defer func() { cancel(); src.close(); src.wait() }()
+	src := fetch.NewDownloader(dctx, client, cache, opts.Jobs)
+	defer func() { cancel(); src.Close(); src.Wait() }()
 	// Nor with the free-space check: it needs every size first, and no
 	// layer is fetched before it passes.
 	var early func(*resolved)
@@ -203,7 +202,7 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 			for _, pm := range r.image.Manifests {
 				for _, h := range pm.Layers {
 					if b, ok := r.blobs[h]; ok && !cache.Has(h, b.Size) {
-						src.add(r.from.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.image.Ref, true)
+						src.Add(r.from.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.image.Ref, true)
 					}
 				}
 			}
@@ -270,7 +269,7 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		b := idx.Blobs[h]
 		result.BlobBytes += b.Size
 		switch {
-		case src.has(h):
+		case src.Has(h):
 			toDownload += b.Size // downloading already, or downloaded
 		case cache.Has(h, b.Size):
 			if !client.StoredThisRun(h) {
@@ -302,9 +301,9 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	}
 	for _, h := range missing {
 		b := idx.Blobs[h]
-		src.add(repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, users[h], b.DiffID != nil || b.MediaType.IsLayer())
+		src.Add(repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, users[h], b.DiffID != nil || b.MediaType.IsLayer())
 	}
-	src.close()
+	src.Close()
 
 	var w io.Writer = opts.Stdout
 	if out != nil {
@@ -312,7 +311,7 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	}
 	werr := tarball.Write(ctx, w, layout, src, tarball.WriteOptions{ModTime: mtime, Progress: opts.Progress.Written})
 	cancel()
-	src.wait()
+	src.Wait()
 	if werr != nil {
 		var be *tarball.BlobError
 		if errors.As(werr, &be) {
@@ -329,7 +328,7 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 			return nil, fmt.Errorf("writing %s: %w", opts.Output, fo.writeErr())
 		}
 		// A failed download (it names the image and blob).
-		if derr := src.firstErr(); derr != nil {
+		if derr := src.FirstErr(); derr != nil {
 			return nil, derr
 		}
 		return nil, fmt.Errorf("writing %s: %w", opts.Output, werr)
@@ -354,7 +353,7 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		result.Images = append(result.Images, ImageSummary{Ref: r.image.Ref, Digest: r.image.Digest.String(), MediaType: string(r.image.MediaType), Platforms: plats})
 	}
 	result.BlobsDownloaded = result.Blobs - result.BlobsFromCache
-	result.LayersDownloaded = src.count.layers
+	result.LayersDownloaded = src.Layers()
 	result.BytesDownloaded = downloaded.Load()
 	result.Retries = client.Retries()
 	result.Seconds = time.Since(start).Seconds()
@@ -712,159 +711,6 @@ func makeLock(spec *manifests.Spec, res []*resolved) *manifests.Lock {
 	}
 	sort.Slice(l.Images, func(i, j int) bool { return l.Images[i].Ref < l.Images[j].Ref })
 	return l
-}
-
-// downloader fetches blobs into the cache with a pool of workers, in the
-// order they are added (as images resolve, then in the order the writer
-// needs them), and lets the writer open each when ready.
-type downloader struct {
-	ctx    context.Context
-	client *fetch.Client
-	cache  *fetch.Cache
-	wg     sync.WaitGroup
-
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queue  []download
-	closed bool // no more adds
-	done   map[v1.Hash]chan struct{}
-	errs   map[v1.Hash]error
-	first  error
-	count  struct{ blobs, layers int }
-}
-
-// download is one blob to fetch.
-type download struct {
-	repo  name.Repository
-	desc  v1.Descriptor
-	user  string // the first image using it, for errors
-	layer bool
-}
-
-// newDownloader starts jobs workers, which wait for add.
-func newDownloader(ctx context.Context, client *fetch.Client, cache *fetch.Cache, jobs int) *downloader {
-	d := &downloader{ctx: ctx, client: client, cache: cache, done: map[v1.Hash]chan struct{}{}, errs: map[v1.Hash]error{}}
-	d.cond = sync.NewCond(&d.mu)
-	stop := context.AfterFunc(ctx, func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		// Unblock the writer for blobs never started.
-		for _, q := range d.queue {
-			if _, ok := d.errs[q.desc.Digest]; !ok {
-				d.errs[q.desc.Digest] = ctx.Err()
-			}
-		}
-		d.queue = nil
-		d.cond.Broadcast()
-	})
-	for range max(jobs, 1) {
-		d.wg.Go(d.work)
-	}
-	go func() { d.wg.Wait(); stop() }()
-	return d
-}
-
-// add queues blob desc of repo for download, once; the writer's Open of
-// it then waits for the download.
-func (d *downloader) add(repo name.Repository, desc v1.Descriptor, user string, layer bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.done[desc.Digest]; ok || d.closed || d.ctx.Err() != nil {
-		return
-	}
-	d.done[desc.Digest] = make(chan struct{})
-	d.queue = append(d.queue, download{repo: repo, desc: desc, user: user, layer: layer})
-	d.cond.Signal()
-}
-
-// has reports whether blob h was added.
-func (d *downloader) has(h v1.Hash) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.done[h]
-	return ok
-}
-
-// close says nothing more will be added: the workers end once the queue
-// is empty.
-func (d *downloader) close() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.closed = true
-	d.cond.Broadcast()
-}
-
-func (d *downloader) work() {
-	for {
-		d.mu.Lock()
-		for len(d.queue) == 0 && !d.closed && d.ctx.Err() == nil {
-			d.cond.Wait()
-		}
-		if len(d.queue) == 0 || d.ctx.Err() != nil {
-			d.mu.Unlock()
-			return
-		}
-		q := d.queue[0]
-		d.queue = d.queue[1:]
-		d.mu.Unlock()
-
-		_, err := d.client.FetchBlob(d.ctx, q.repo, q.desc)
-		h := q.desc.Digest
-		d.mu.Lock()
-		if err != nil {
-			// Only a download that failed by itself is the run's error;
-			// one cancelled (the write failed, or the run was
-			// interrupted) is not.
-			if d.ctx.Err() == nil {
-				err = fmt.Errorf("image %s: %w", q.user, err) // err names the blob
-				if d.first == nil {
-					d.first = err
-				}
-			}
-			d.errs[h] = err
-		} else {
-			d.count.blobs++
-			if q.layer {
-				d.count.layers++
-			}
-		}
-		d.mu.Unlock()
-		close(d.done[h])
-	}
-}
-
-// Open waits for h's download, if it has one, and opens it from the cache.
-// A blob downloaded (and so checked) by this run is reported verified; one
-// the cache already had is not, and the writer hashes it again.
-func (d *downloader) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, bool, error) {
-	d.mu.Lock()
-	ch, downloading := d.done[h]
-	d.mu.Unlock()
-	if downloading {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, false, ctx.Err()
-		case <-d.ctx.Done():
-			return nil, false, d.ctx.Err()
-		}
-		d.mu.Lock()
-		err := d.errs[h]
-		d.mu.Unlock()
-		if err != nil {
-			return nil, false, err
-		}
-	}
-	f, err := d.cache.Open(h)
-	return f, downloading, err
-}
-
-func (d *downloader) wait() { d.wg.Wait() }
-
-func (d *downloader) firstErr() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.first
 }
 
 // MarshalResult renders a result as the one JSON object --json prints.
