@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sync/errgroup"
 )
 
 // Progress receives what Create does. Implementations must be safe for
@@ -111,23 +108,6 @@ type CreateResult struct {
 	DeltaSummary
 }
 
-// target is one concrete reference to fetch.
-type target struct {
-	ref       name.Reference // as the bundle names it
-	from      name.Reference // where it is fetched (a mirror, or ref)
-	platforms []string
-	pos       manifests.Pos
-	locked    v1.Hash // digest to fetch under --locked
-}
-
-// resolved is a target with its manifests and configs in the cache.
-type resolved struct {
-	target
-	top   *fetch.Manifest
-	image tarball.Image
-	blobs map[v1.Hash]tarball.Blob
-}
-
 // Create runs bundle create.
 func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	start := time.Now()
@@ -185,7 +165,7 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		SegmentThreshold: opts.SegmentThreshold,
 	})
 
-	targets, err := expand(ctx, client, spec, lock)
+	sources, err := fetch.Expand(ctx, client, spec, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -196,19 +176,28 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	defer func() { cancel(); src.Close(); src.Wait() }()
 	// Nor with the free-space check: it needs every size first, and no
 	// layer is fetched before it passes.
-	var early func(*resolved)
+	var early func(*fetch.Resolved)
 	if have == nil && opts.NoSpaceCheck {
-		early = func(r *resolved) {
-			for _, pm := range r.image.Manifests {
+		early = func(r *fetch.Resolved) {
+			for _, pm := range r.Image.Manifests {
 				for _, h := range pm.Layers {
-					if b, ok := r.blobs[h]; ok && !cache.Has(h, b.Size) {
-						src.Add(r.from.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.image.Ref, true)
+					if b, ok := r.Blobs[h]; ok && !cache.Has(h, b.Size) {
+						src.Add(r.From.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.Image.Ref, true)
 					}
 				}
 			}
 		}
 	}
-	res, err := resolveAll(ctx, client, targets, opts, early)
+	res, err := fetch.ResolveAll(ctx, client, sources, opts.Jobs, func(r *fetch.Resolved) {
+		if early != nil {
+			early(r)
+		}
+		plats := make([]string, 0, len(r.Image.Manifests))
+		for _, m := range r.Image.Manifests {
+			plats = append(plats, m.Platform)
+		}
+		opts.Progress.Resolved(r.Image.Ref, r.Image.Digest, plats)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -229,11 +218,11 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	idx.Created = created.Format(time.RFC3339)
 	users := map[v1.Hash]string{} // blob → first image using it, for errors
 	for _, r := range res {
-		idx.Images = append(idx.Images, r.image)
-		for h, b := range r.blobs {
+		idx.Images = append(idx.Images, r.Image)
+		for h, b := range r.Blobs {
 			idx.Blobs[h] = b
 			if _, ok := users[h]; !ok {
-				users[h] = r.image.Ref
+				users[h] = r.Image.Ref
 			}
 		}
 	}
@@ -242,7 +231,7 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		dockerPlatform = spec.Platforms[0]
 	}
 	if dockerPlatform == "" {
-		dockerPlatform = HostPlatform()
+		dockerPlatform = fetch.HostPlatform()
 	}
 	if res, unchanged := have.apply(idx, start); unchanged { // delta.go
 		res.Output = opts.Output
@@ -256,9 +245,9 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	// Download what the cache lacks while the bundle is written in order.
 	repoOf := map[v1.Hash]name.Repository{}
 	for _, r := range res {
-		for h := range r.blobs {
+		for h := range r.Blobs {
 			if _, ok := repoOf[h]; !ok {
-				repoOf[h] = r.from.Context()
+				repoOf[h] = r.From.Context()
 			}
 		}
 	}
@@ -347,10 +336,10 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	}
 	for _, r := range res {
 		var plats []string
-		for _, m := range r.image.Manifests {
+		for _, m := range r.Image.Manifests {
 			plats = append(plats, m.Platform)
 		}
-		result.Images = append(result.Images, ImageSummary{Ref: r.image.Ref, Digest: r.image.Digest.String(), MediaType: string(r.image.MediaType), Platforms: plats})
+		result.Images = append(result.Images, ImageSummary{Ref: r.Image.Ref, Digest: r.Image.Digest.String(), MediaType: string(r.Image.MediaType), Platforms: plats})
 	}
 	result.BlobsDownloaded = result.Blobs - result.BlobsFromCache
 	result.LayersDownloaded = src.Layers()
@@ -363,15 +352,6 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 // DefaultJobs is the default number of parallel downloads.
 func DefaultJobs() int { return max(4, min(2*runtime.NumCPU(), 8)) }
 
-// HostPlatform is this machine's platform, the default when none is given.
-func HostPlatform() string {
-	p := runtime.GOOS + "/" + runtime.GOARCH
-	if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
-		p = "linux/" + runtime.GOARCH
-	}
-	return p
-}
-
 type countingProgress struct {
 	Progress
 	n *atomic.Int64
@@ -382,330 +362,12 @@ func (c countingProgress) Downloaded(n int64) {
 	c.Progress.Downloaded(n)
 }
 
-// expand turns the manifest file's entries into concrete references.
-func expand(ctx context.Context, client *fetch.Client, spec *manifests.Spec, lock *manifests.Lock) ([]target, error) {
-	var out []target
-	seen := map[string]bool{}
-	add := func(e manifests.Entry, ref name.Reference) error {
-		full := manifests.FullName(ref)
-		if seen[full] {
-			return nil // a regex matched a tag listed elsewhere too
-		}
-		seen[full] = true
-		t := target{ref: ref, from: ref, platforms: spec.PlatformsFor(e), pos: e.Pos}
-		if len(t.platforms) == 0 {
-			t.platforms = []string{HostPlatform()}
-		}
-		if m, ok := spec.MirrorFor(ref.Context()); ok {
-			switch r := ref.(type) {
-			case name.Tag:
-				t.from = m.Tag(r.TagStr())
-			case name.Digest:
-				t.from = m.Digest(r.DigestStr())
-			}
-		}
-		if lock != nil {
-			d, ok := lock.Lookup(full)
-			if !ok {
-				return fmt.Errorf("%s: %s is not in the lockfile (run without --locked to resolve it)", e.Pos, full)
-			}
-			h, err := v1.NewHash(d)
-			if err != nil {
-				return fmt.Errorf("lockfile: %s: %w", full, err)
-			}
-			t.locked = h
-		}
-		out = append(out, t)
-		return nil
-	}
-	for _, e := range spec.Images {
-		switch {
-		case e.Digest != "":
-			if err := add(e, e.Repository.Digest(e.Digest)); err != nil {
-				return nil, err
-			}
-		case e.TagRegex != nil:
-			tags, err := matchingTags(ctx, client, spec, e, lock)
-			if err != nil {
-				return nil, err
-			}
-			for _, tag := range tags {
-				if err := add(e, e.Repository.Tag(tag)); err != nil {
-					return nil, err
-				}
-			}
-		}
-		for _, tag := range e.Tags {
-			if err := add(e, e.Repository.Tag(tag)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
-}
-
-// matchingTags lists the repository's tags that the entry's regex matches;
-// under --locked, the tags the lockfile holds for it instead.
-func matchingTags(ctx context.Context, client *fetch.Client, spec *manifests.Spec, e manifests.Entry, lock *manifests.Lock) ([]string, error) {
-	var all []string
-	if lock != nil {
-		prefix := manifests.FullRepo(e.Repository) + ":"
-		for _, li := range lock.Images {
-			if t, ok := strings.CutPrefix(li.Ref, prefix); ok && !strings.Contains(t, "@") {
-				all = append(all, t)
-			}
-		}
-	} else {
-		repo := e.Repository
-		if m, ok := spec.MirrorFor(repo); ok {
-			repo = m
-		}
-		var err error
-		if all, err = client.ListTags(ctx, repo); err != nil {
-			return nil, fmt.Errorf("%s: %w", e.Pos, err)
-		}
-	}
-	tags := filterTags(all, e.TagRegex)
-	if len(tags) == 0 {
-		return nil, fmt.Errorf("%s: no tag of %s matches %q", e.Pos, manifests.FullRepo(e.Repository), e.TagRegex)
-	}
-	return tags, nil
-}
-
-func filterTags(all []string, re *regexp.Regexp) []string {
-	var out []string
-	for _, t := range all {
-		if re.MatchString(t) {
-			out = append(out, t)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// resolveAll resolves every target, Jobs at a time, keeping their order,
-// and calls early (when not nil) with each as soon as it is resolved.
-func resolveAll(ctx context.Context, client *fetch.Client, targets []target, opts CreateOptions, early func(*resolved)) ([]*resolved, error) {
-	res := make([]*resolved, len(targets))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	for i, t := range targets {
-		g.Go(func() error {
-			r, err := resolve(gctx, client, t)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return fmt.Errorf("image %s (%s): %w", manifests.FullName(t.ref), t.pos, err)
-			}
-			res[i] = r
-			if early != nil {
-				early(r)
-			}
-			plats := make([]string, 0, len(r.image.Manifests))
-			for _, m := range r.image.Manifests {
-				plats = append(plats, m.Platform)
-			}
-			opts.Progress.Resolved(r.image.Ref, r.image.Digest, plats)
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return res, nil
-}
-
-// manifest gets a manifest by digest, from the cache when it is there.
-func manifestByDigest(ctx context.Context, client *fetch.Client, repo name.Repository, d v1.Hash) (*fetch.Manifest, error) {
-	if m, ok := client.ManifestFromCache(d); ok {
-		return m, nil
-	}
-	return client.GetManifest(ctx, repo.Digest(d.String()))
-}
-
-func resolve(ctx context.Context, client *fetch.Client, t target) (*resolved, error) {
-	var top *fetch.Manifest
-	var err error
-	repo := t.from.Context()
-	switch {
-	case t.locked != (v1.Hash{}):
-		if _, isTag := t.from.(name.Tag); isTag {
-			d, err := client.Head(ctx, t.from)
-			if err != nil {
-				return nil, err
-			}
-			if d.Digest != t.locked {
-				return nil, fmt.Errorf("tag moved: the lockfile has %s, the registry now serves %s (run without --locked to update the lock)", t.locked, d.Digest)
-			}
-		}
-		top, err = manifestByDigest(ctx, client, repo, t.locked)
-	case isDigest(t.from):
-		top, err = manifestByDigest(ctx, client, repo, mustHash(t.from.Identifier()))
-	default:
-		top, err = client.GetManifest(ctx, t.from)
-	}
-	if err != nil {
-		return nil, err
-	}
-	r := &resolved{target: t, top: top, blobs: map[v1.Hash]tarball.Blob{}}
-	r.image = tarball.Image{
-		Ref:       manifests.FullName(t.ref),
-		Digest:    top.Descriptor.Digest,
-		MediaType: top.Descriptor.MediaType,
-		Size:      top.Descriptor.Size,
-	}
-	if manifests.FullName(t.from) != r.image.Ref {
-		r.image.FetchedFrom = manifests.FullName(t.from)
-	}
-	r.blobs[top.Descriptor.Digest] = tarball.Blob{Size: top.Descriptor.Size, MediaType: top.Descriptor.MediaType}
-
-	if !top.IsIndex() {
-		pm, err := imageManifest(ctx, client, repo, top, nil, r.blobs)
-		if err != nil {
-			return nil, err
-		}
-		// manifest.json lists it: docker load needs every layer a
-		// filesystem tar (an in-toto statement is one only in an index).
-		for _, l := range pm.Layers {
-			if mt := r.blobs[l].MediaType; !mt.IsLayer() {
-				return nil, fmt.Errorf("manifest %s has layer %s of media type %s, not a filesystem layer: not an image docker can load", top.Descriptor.Digest, l, mt)
-			}
-		}
-		// A config that names no platform cannot be checked: keep it.
-		if pm.Platform != "" && !manifests.IsAllPlatforms(t.platforms) && !platformWanted(pm.Platform, t.platforms) {
-			return nil, fmt.Errorf("the image is %s only; asked for %s", pm.Platform, strings.Join(t.platforms, ", "))
-		}
-		r.image.Manifests = []tarball.PlatformManifest{*pm}
-		return r, nil
-	}
-	idx, err := v1.ParseIndexManifest(strings.NewReader(string(top.Raw)))
-	if err != nil {
-		return nil, fmt.Errorf("parsing index %s: %w", top.Descriptor.Digest, err)
-	}
-	children, err := fetch.SelectManifests(idx, t.platforms)
-	if err != nil {
-		return nil, err
-	}
-	for _, cd := range children {
-		m, err := manifestByDigest(ctx, client, repo, cd.Digest)
-		if err != nil {
-			return nil, err
-		}
-		if m.Descriptor.Size != cd.Size {
-			return nil, fmt.Errorf("manifest %s: index says %d bytes, registry served %d", cd.Digest, cd.Size, m.Descriptor.Size)
-		}
-		if cd.MediaType != "" && cd.MediaType != m.Descriptor.MediaType {
-			return nil, fmt.Errorf("manifest %s: index %s gives media type %s, the manifest's own is %s", cd.Digest, top.Descriptor.Digest, cd.MediaType, m.Descriptor.MediaType)
-		}
-		pm, err := imageManifest(ctx, client, repo, m, cd.Platform, r.blobs)
-		if err != nil {
-			return nil, err
-		}
-		r.image.Manifests = append(r.image.Manifests, *pm)
-	}
-	return r, nil
-}
-
-func isDigest(r name.Reference) bool { _, ok := r.(name.Digest); return ok }
-
-func mustHash(s string) v1.Hash {
-	h, _ := v1.NewHash(s)
-	return h
-}
-
-func platformWanted(p string, wanted []string) bool {
-	have, err := v1.ParsePlatform(p)
-	if err != nil {
-		return false
-	}
-	for _, w := range wanted {
-		if wp, err := v1.ParsePlatform(w); err == nil && manifests.MatchPlatform(*wp, *have) {
-			return true
-		}
-	}
-	return false
-}
-
-// imageManifest parses an image manifest, fetches its config into the
-// cache, and records the manifest, config and layers in blobs.
-func imageManifest(ctx context.Context, client *fetch.Client, repo name.Repository, m *fetch.Manifest, plat *v1.Platform, blobs map[v1.Hash]tarball.Blob) (*tarball.PlatformManifest, error) {
-	mf, err := v1.ParseManifest(strings.NewReader(string(m.Raw)))
-	if err != nil {
-		return nil, fmt.Errorf("parsing manifest %s: %w", m.Descriptor.Digest, err)
-	}
-	// Only images: docker load of the whole bundle fails on one artifact
-	// (a Helm chart: "invalid image JSON, no RootFS key"), and verify
-	// cannot check what it does not know. An attestation manifest in an
-	// index has an image config, and is kept.
-	if !mf.Config.MediaType.IsConfig() {
-		what := "config media type " + string(mf.Config.MediaType)
-		if mf.ArtifactType != "" {
-			what = "artifactType " + mf.ArtifactType + ", " + what
-		}
-		return nil, fmt.Errorf("manifest %s is an OCI artifact (%s), not an image: bundle carries only container images", m.Descriptor.Digest, what)
-	}
-	if mf.Config.Size > tarball.MaxConfigSize {
-		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, tarball.MaxConfigSize)
-	}
-	if _, err := client.FetchBlob(ctx, repo, mf.Config); err != nil {
-		return nil, fmt.Errorf("config: %w", err) // err names the blob
-	}
-	pm := &tarball.PlatformManifest{
-		Digest:    m.Descriptor.Digest,
-		MediaType: m.Descriptor.MediaType,
-		Size:      m.Descriptor.Size,
-		Config:    mf.Config.Digest,
-	}
-	blobs[m.Descriptor.Digest] = tarball.Blob{Size: m.Descriptor.Size, MediaType: m.Descriptor.MediaType}
-	blobs[mf.Config.Digest] = tarball.Blob{Size: mf.Config.Size, MediaType: mf.Config.MediaType}
-
-	var diffIDs []v1.Hash
-	cfg, err := client.ReadConfig(mf.Config.Digest)
-	if err == nil {
-		diffIDs = cfg.RootFS.DiffIDs
-		if plat == nil && cfg.OS != "" && cfg.Architecture != "" {
-			plat = &v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
-		}
-	} else if mf.Config.MediaType.IsConfig() {
-		return nil, err
-	}
-	if plat != nil {
-		pm.Platform = fetch.PlatformString(plat)
-	}
-	// Only an image whose layers are all filesystem tars has one diff_id per
-	// layer; an attestation manifest (in-toto layers) need not.
-	tars := true
-	for _, l := range mf.Layers {
-		tars = tars && l.MediaType.IsLayer()
-	}
-	if !tars {
-		diffIDs = nil
-	}
-	if tars && mf.Config.MediaType.IsConfig() && len(diffIDs) != len(mf.Layers) {
-		return nil, fmt.Errorf("manifest %s has %d layers but its config lists %d diff_ids", m.Descriptor.Digest, len(mf.Layers), len(diffIDs))
-	}
-	for i, l := range mf.Layers {
-		if !l.MediaType.IsDistributable() {
-			return nil, fmt.Errorf("layer %s is non-distributable (%s); bundle does not carry foreign layers", l.Digest, l.MediaType)
-		}
-		b := tarball.Blob{Size: l.Size, MediaType: l.MediaType}
-		if i < len(diffIDs) {
-			d := diffIDs[i]
-			b.DiffID = &d
-		}
-		blobs[l.Digest] = b
-		pm.Layers = append(pm.Layers, l.Digest)
-	}
-	return pm, nil
-}
-
-func makeLock(spec *manifests.Spec, res []*resolved) *manifests.Lock {
+func makeLock(spec *manifests.Spec, res []*fetch.Resolved) *manifests.Lock {
 	l := &manifests.Lock{Version: 1, Source: &manifests.LockSource{File: filepath.Base(spec.File), SHA256: spec.SHA256}}
 	for _, r := range res {
-		li := manifests.LockedImage{Ref: r.image.Ref, Digest: r.image.Digest.String()}
-		if !(len(r.platforms) == 1 && r.platforms[0] == HostPlatform() && len(spec.PlatformsFor(manifests.Entry{})) == 0) {
-			li.Platforms = r.platforms
+		li := manifests.LockedImage{Ref: r.Image.Ref, Digest: r.Image.Digest.String()}
+		if !(len(r.Platforms) == 1 && r.Platforms[0] == fetch.HostPlatform() && len(spec.PlatformsFor(manifests.Entry{})) == 0) {
+			li.Platforms = r.Platforms
 		}
 		l.Images = append(l.Images, li)
 	}
