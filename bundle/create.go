@@ -108,100 +108,168 @@ type CreateResult struct {
 	DeltaSummary
 }
 
-// Create runs bundle create.
+// Create runs bundle create: resolve every reference, plan the bundle,
+// download what the cache lacks while the bundle is written in order.
 func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
-	start := time.Now()
+	c, err := newCreation(opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.out != nil {
+		defer c.out.abort()
+	}
+	defer c.stopDownloads()
+	res, err := c.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, result, err := c.plan(res)
+	if err != nil || p == nil { // p is nil for an unchanged run
+		return result, err
+	}
+	c.download(p)
+	if err := c.write(ctx, p); err != nil {
+		return nil, err
+	}
+	return c.finish(p, result)
+}
+
+// creation is one run of Create: what its steps share.
+type creation struct {
+	opts       CreateOptions
+	start      time.Time
+	spec       *manifests.Spec
+	lock       *manifests.Lock
+	have       *haveSet     // delta.go
+	out        bundleOutput // nil when writing to Stdout
+	cache      *fetch.Cache
+	client     *fetch.Client
+	downloaded atomic.Int64
+
+	// Set by resolve: the downloads, and what stops them.
+	src    *fetch.Downloader
+	dctx   context.Context
+	cancel context.CancelFunc
+}
+
+// createPlan is what the bundle holds and what must be downloaded for it.
+type createPlan struct {
+	res     []*fetch.Resolved
+	idx     *tarball.Index
+	layout  *tarball.Layout
+	mtime   time.Time
+	users   map[v1.Hash]string          // blob → first image using it, for errors
+	repoOf  map[v1.Hash]name.Repository // blob → where it is fetched
+	missing []v1.Hash                   // blobs the cache lacks, in write order
+}
+
+// newCreation reads the inputs, claims the output and opens the cache.
+func newCreation(opts CreateOptions) (*creation, error) {
+	c := &creation{start: time.Now()}
 	if opts.Progress == nil {
 		opts.Progress = NopProgress{}
 	}
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs()
 	}
-	spec, err := manifests.Load(opts.File)
-	if err != nil {
+	var err error
+	if c.spec, err = manifests.Load(opts.File); err != nil {
 		return nil, err
 	}
-	var lock *manifests.Lock
 	if opts.Locked != "" {
-		if lock, err = manifests.ReadLock(opts.Locked); err != nil {
+		if c.lock, err = manifests.ReadLock(opts.Locked); err != nil {
 			return nil, err
 		}
 	}
 
 	// Claim the output before any download: a missing or read-only
 	// directory, or another run writing the same file, fails now.
-	have, err := loadHave(opts.DeltaOptions) // delta.go
-	if err != nil {
+	if c.have, err = loadHave(opts.DeltaOptions); err != nil { // delta.go
 		return nil, err
 	}
-	out, err := openBundleOutput(opts) // volumes.go: a file, volumes, gzip
-	if err != nil {
+	if c.out, err = openBundleOutput(opts); err != nil { // volumes.go: a file, volumes, gzip
 		return nil, err
 	}
-	if out != nil {
-		defer out.abort()
+	fail := func(err error) (*creation, error) {
+		if c.out != nil {
+			c.out.abort()
+		}
+		return nil, err
 	}
 
 	if opts.CacheDir == "" {
 		if opts.CacheDir, err = fetch.DefaultCacheDir(); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
-	cache, err := fetch.OpenCache(opts.CacheDir)
-	if err != nil {
-		return nil, err
+	if c.cache, err = fetch.OpenCache(opts.CacheDir); err != nil {
+		return fail(err)
 	}
-	var downloaded atomic.Int64
-	client := fetch.New(fetch.Options{
+	c.client = fetch.New(fetch.Options{
 		Keychain:     opts.Keychain,
 		Insecure:     opts.Insecure,
 		Retry:        opts.Retry,
-		Progress:     countingProgress{opts.Progress, &downloaded},
+		Progress:     countingProgress{opts.Progress, &c.downloaded},
 		UserAgent:    opts.Creator,
-		Cache:        cache,
+		Cache:        c.cache,
 		StallTimeout: opts.StallTimeout,
 
 		Segments:         opts.Segments,
 		SegmentThreshold: opts.SegmentThreshold,
 	})
+	c.opts = opts
+	return c, nil
+}
 
-	sources, err := fetch.Expand(ctx, client, spec, lock)
+// resolve resolves every reference and starts the downloader; layers
+// start downloading as each image resolves when nothing else must be
+// known first.
+func (c *creation) resolve(ctx context.Context) ([]*fetch.Resolved, error) {
+	sources, err := fetch.Expand(ctx, c.client, c.spec, c.lock)
 	if err != nil {
 		return nil, err
 	}
 	// Downloads start as each image resolves (not with a delta or an
 	// unchanged check: what to download is known only once all have).
-	dctx, cancel := context.WithCancel(ctx)
-	src := fetch.NewDownloader(dctx, client, cache, opts.Jobs)
-	defer func() { cancel(); src.Close(); src.Wait() }()
+	c.dctx, c.cancel = context.WithCancel(ctx)
+	c.src = fetch.NewDownloader(c.dctx, c.client, c.cache, c.opts.Jobs)
 	// Nor with the free-space check: it needs every size first, and no
 	// layer is fetched before it passes.
-	var early func(*fetch.Resolved)
-	if have == nil && opts.NoSpaceCheck {
-		early = func(r *fetch.Resolved) {
+	early := c.have == nil && c.opts.NoSpaceCheck
+	return fetch.ResolveAll(ctx, c.client, sources, c.opts.Jobs, func(r *fetch.Resolved) {
+		if early {
 			for _, pm := range r.Image.Manifests {
 				for _, h := range pm.Layers {
-					if b, ok := r.Blobs[h]; ok && !cache.Has(h, b.Size) {
-						src.Add(r.From.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.Image.Ref, true)
+					if b, ok := r.Blobs[h]; ok && !c.cache.Has(h, b.Size) {
+						c.src.Add(r.From.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.Image.Ref, true)
 					}
 				}
 			}
-		}
-	}
-	res, err := fetch.ResolveAll(ctx, client, sources, opts.Jobs, func(r *fetch.Resolved) {
-		if early != nil {
-			early(r)
 		}
 		plats := make([]string, 0, len(r.Image.Manifests))
 		for _, m := range r.Image.Manifests {
 			plats = append(plats, m.Platform)
 		}
-		opts.Progress.Resolved(r.Image.Ref, r.Image.Digest, plats)
+		c.opts.Progress.Resolved(r.Image.Ref, r.Image.Digest, plats)
 	})
-	if err != nil {
-		return nil, err
-	}
+}
 
+// stopDownloads cancels the downloads and waits for them, once resolve
+// has started them.
+func (c *creation) stopDownloads() {
+	if c.src != nil {
+		c.cancel()
+		c.src.Close()
+		c.src.Wait()
+	}
+}
+
+// plan builds the bundle's index and layout and counts what must be
+// downloaded, checking there is room for it. An unchanged run (delta.go)
+// returns no plan and its result.
+func (c *creation) plan(res []*fetch.Resolved) (*createPlan, *CreateResult, error) {
+	opts, spec := c.opts, c.spec
+	p := &createPlan{res: res, users: map[v1.Hash]string{}, repoOf: map[v1.Hash]name.Repository{}}
 	idx := &tarball.Index{
 		SchemaVersion: tarball.SchemaVersion,
 		Creator:       opts.Creator,
@@ -209,20 +277,19 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		Platforms:     spec.Platforms,
 		Blobs:         map[v1.Hash]tarball.Blob{},
 	}
+	p.idx = idx
 	created := time.Now().UTC()
-	var mtime time.Time
 	if opts.SourceDateEpoch != nil {
 		created = opts.SourceDateEpoch.UTC()
-		mtime = created
+		p.mtime = created
 	}
 	idx.Created = created.Format(time.RFC3339)
-	users := map[v1.Hash]string{} // blob → first image using it, for errors
 	for _, r := range res {
 		idx.Images = append(idx.Images, r.Image)
 		for h, b := range r.Blobs {
 			idx.Blobs[h] = b
-			if _, ok := users[h]; !ok {
-				users[h] = r.Image.Ref
+			if _, ok := p.users[h]; !ok {
+				p.users[h] = r.Image.Ref
 			}
 		}
 	}
@@ -233,108 +300,120 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 	if dockerPlatform == "" {
 		dockerPlatform = fetch.HostPlatform()
 	}
-	if res, unchanged := have.apply(idx, start); unchanged { // delta.go
+	if res, unchanged := c.have.apply(idx, c.start); unchanged { // delta.go
 		res.Output = opts.Output
-		return res, nil
+		return nil, res, nil
 	}
 	layout, err := tarball.NewLayout(idx, dockerPlatform)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	p.layout = layout
 
-	// Download what the cache lacks while the bundle is written in order.
-	repoOf := map[v1.Hash]name.Repository{}
 	for _, r := range res {
 		for h := range r.Blobs {
-			if _, ok := repoOf[h]; !ok {
-				repoOf[h] = r.From.Context()
+			if _, ok := p.repoOf[h]; !ok {
+				p.repoOf[h] = r.From.Context()
 			}
 		}
 	}
 	result := &CreateResult{Output: opts.Output}
 	var toDownload int64
-	var missing []v1.Hash
 	for _, h := range layout.Blobs {
 		b := idx.Blobs[h]
 		result.BlobBytes += b.Size
 		switch {
-		case src.Has(h):
+		case c.src.Has(h):
 			toDownload += b.Size // downloading already, or downloaded
-		case cache.Has(h, b.Size):
-			if !client.StoredThisRun(h) {
+		case c.cache.Has(h, b.Size):
+			if !c.client.StoredThisRun(h) {
 				result.BlobsFromCache++
 			}
 		default:
 			toDownload += b.Size
-			missing = append(missing, h)
+			p.missing = append(p.missing, h)
 		}
 	}
 	result.Blobs = len(layout.Blobs)
 	if !opts.NoSpaceCheck {
-		if err := checkSpace(opts, cache, layout, missing); err != nil {
-			return nil, err
+		if err := checkSpace(opts, c.cache, layout, p.missing); err != nil {
+			return nil, nil, err
 		}
 	}
 	opts.Progress.Planned(len(layout.Blobs), result.BlobBytes, toDownload)
+	return p, result, nil
+}
 
-	if fo, ok := out.(failingOutput); ok {
+// download queues what the cache lacks, in the order the writer needs it.
+func (c *creation) download(p *createPlan) {
+	if fo, ok := c.out.(failingOutput); ok {
 		// A write that fails (a full disk) stops the downloads at once:
 		// the writer may be waiting for one.
 		go func() {
 			select {
 			case <-fo.writeFailed():
-				cancel()
-			case <-dctx.Done():
+				c.cancel()
+			case <-c.dctx.Done():
 			}
 		}()
 	}
-	for _, h := range missing {
-		b := idx.Blobs[h]
-		src.Add(repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, users[h], b.DiffID != nil || b.MediaType.IsLayer())
+	for _, h := range p.missing {
+		b := p.idx.Blobs[h]
+		c.src.Add(p.repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, p.users[h], b.DiffID != nil || b.MediaType.IsLayer())
 	}
-	src.Close()
+	c.src.Close()
+}
 
+// write writes the bundle as the downloads arrive, and says why it failed.
+func (c *creation) write(ctx context.Context, p *createPlan) error {
+	opts, src, out := c.opts, c.src, c.out
 	var w io.Writer = opts.Stdout
 	if out != nil {
 		w = out
 	}
-	werr := tarball.Write(ctx, w, layout, src, tarball.WriteOptions{ModTime: mtime, Progress: opts.Progress.Written})
-	cancel()
+	werr := tarball.Write(ctx, w, p.layout, src, tarball.WriteOptions{ModTime: p.mtime, Progress: opts.Progress.Written})
+	c.cancel()
 	src.Wait()
-	if werr != nil {
-		var be *tarball.BlobError
-		if errors.As(werr, &be) {
-			// The cache held a damaged blob: drop it so the next run fetches it again.
-			_ = cache.Remove(be.Digest)
-			return nil, fmt.Errorf("image %s: %w (removed from the cache; run again to fetch it)", users[be.Digest], werr)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err() // interrupted
-		}
-		// The write failed (a full disk): downloads were only cancelled
-		// because of it.
-		if fo, ok := out.(failingOutput); ok && fo.writeErr() != nil {
-			return nil, fmt.Errorf("writing %s: %w", opts.Output, fo.writeErr())
-		}
-		// A failed download (it names the image and blob).
-		if derr := src.FirstErr(); derr != nil {
-			return nil, derr
-		}
-		return nil, fmt.Errorf("writing %s: %w", opts.Output, werr)
+	if werr == nil {
+		return nil
 	}
-	if out != nil {
-		if result.SHA256, result.FileBytes, err = out.commit(); err != nil {
+	var be *tarball.BlobError
+	if errors.As(werr, &be) {
+		// The cache held a damaged blob: drop it so the next run fetches it again.
+		_ = c.cache.Remove(be.Digest)
+		return fmt.Errorf("image %s: %w (removed from the cache; run again to fetch it)", p.users[be.Digest], werr)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // interrupted
+	}
+	// The write failed (a full disk): downloads were only cancelled
+	// because of it.
+	if fo, ok := out.(failingOutput); ok && fo.writeErr() != nil {
+		return fmt.Errorf("writing %s: %w", opts.Output, fo.writeErr())
+	}
+	// A failed download (it names the image and blob).
+	if derr := src.FirstErr(); derr != nil {
+		return derr
+	}
+	return fmt.Errorf("writing %s: %w", opts.Output, werr)
+}
+
+// finish commits the output, writes the lockfile and completes result.
+func (c *creation) finish(p *createPlan, result *CreateResult) (*CreateResult, error) {
+	if c.out != nil {
+		var err error
+		if result.SHA256, result.FileBytes, err = c.out.commit(); err != nil {
 			return nil, err
 		}
-		result.Volumes = outputVolumes(out)
+		result.Volumes = outputVolumes(c.out)
 	}
-	have.summarize(result, idx)
-	if opts.Lock != "" {
-		if err := manifests.WriteLock(opts.Lock, makeLock(spec, res)); err != nil {
+	c.have.summarize(result, p.idx)
+	if c.opts.Lock != "" {
+		if err := manifests.WriteLock(c.opts.Lock, makeLock(c.spec, p.res)); err != nil {
 			return nil, fmt.Errorf("writing lockfile: %w", err)
 		}
 	}
-	for _, r := range res {
+	for _, r := range p.res {
 		var plats []string
 		for _, m := range r.Image.Manifests {
 			plats = append(plats, m.Platform)
@@ -342,10 +421,10 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		result.Images = append(result.Images, ImageSummary{Ref: r.Image.Ref, Digest: r.Image.Digest.String(), MediaType: string(r.Image.MediaType), Platforms: plats})
 	}
 	result.BlobsDownloaded = result.Blobs - result.BlobsFromCache
-	result.LayersDownloaded = src.Layers()
-	result.BytesDownloaded = downloaded.Load()
-	result.Retries = client.Retries()
-	result.Seconds = time.Since(start).Seconds()
+	result.LayersDownloaded = c.src.Layers()
+	result.BytesDownloaded = c.downloaded.Load()
+	result.Retries = c.client.Retries()
+	result.Seconds = time.Since(c.start).Seconds()
 	return result, nil
 }
 
