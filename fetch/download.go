@@ -124,8 +124,9 @@ func (d *Downloader) work() {
 				d.count.layers++
 			}
 		}
+		ch := d.done[h] // under the lock: Add writes the map
 		d.mu.Unlock()
-		close(d.done[h])
+		close(ch)
 	}
 }
 
