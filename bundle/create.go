@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sync/errgroup"
 )
 
 // Progress receives what Create does. Implementations must be safe for
@@ -112,108 +108,168 @@ type CreateResult struct {
 	DeltaSummary
 }
 
-// target is one concrete reference to fetch.
-type target struct {
-	ref       name.Reference // as the bundle names it
-	from      name.Reference // where it is fetched (a mirror, or ref)
-	platforms []string
-	pos       manifests.Pos
-	locked    v1.Hash // digest to fetch under --locked
-}
-
-// resolved is a target with its manifests and configs in the cache.
-type resolved struct {
-	target
-	top   *fetch.Manifest
-	image tarball.Image
-	blobs map[v1.Hash]tarball.Blob
-}
-
-// Create runs bundle create.
+// Create runs bundle create: resolve every reference, plan the bundle,
+// download what the cache lacks while the bundle is written in order.
 func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
-	start := time.Now()
+	c, err := newCreation(opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.out != nil {
+		defer c.out.abort()
+	}
+	defer c.stopDownloads()
+	res, err := c.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, result, err := c.plan(res)
+	if err != nil || p == nil { // p is nil for an unchanged run
+		return result, err
+	}
+	c.download(p)
+	if err := c.write(ctx, p); err != nil {
+		return nil, err
+	}
+	return c.finish(p, result)
+}
+
+// creation is one run of Create: what its steps share.
+type creation struct {
+	opts       CreateOptions
+	start      time.Time
+	spec       *manifests.Spec
+	lock       *manifests.Lock
+	have       *haveSet     // delta.go
+	out        bundleOutput // nil when writing to Stdout
+	cache      *fetch.Cache
+	client     *fetch.Client
+	downloaded atomic.Int64
+
+	// Set by resolve: the downloads, and what stops them.
+	src    *fetch.Downloader
+	dctx   context.Context
+	cancel context.CancelFunc
+}
+
+// createPlan is what the bundle holds and what must be downloaded for it.
+type createPlan struct {
+	res     []*fetch.Resolved
+	idx     *tarball.Index
+	layout  *tarball.Layout
+	mtime   time.Time
+	users   map[v1.Hash]string          // blob → first image using it, for errors
+	repoOf  map[v1.Hash]name.Repository // blob → where it is fetched
+	missing []v1.Hash                   // blobs the cache lacks, in write order
+}
+
+// newCreation reads the inputs, claims the output and opens the cache.
+func newCreation(opts CreateOptions) (*creation, error) {
+	c := &creation{start: time.Now()}
 	if opts.Progress == nil {
 		opts.Progress = NopProgress{}
 	}
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs()
 	}
-	spec, err := manifests.Load(opts.File)
-	if err != nil {
+	var err error
+	if c.spec, err = manifests.Load(opts.File); err != nil {
 		return nil, err
 	}
-	var lock *manifests.Lock
 	if opts.Locked != "" {
-		if lock, err = manifests.ReadLock(opts.Locked); err != nil {
+		if c.lock, err = manifests.ReadLock(opts.Locked); err != nil {
 			return nil, err
 		}
 	}
 
 	// Claim the output before any download: a missing or read-only
 	// directory, or another run writing the same file, fails now.
-	have, err := loadHave(opts.DeltaOptions) // delta.go
-	if err != nil {
+	if c.have, err = loadHave(opts.DeltaOptions); err != nil { // delta.go
 		return nil, err
 	}
-	out, err := openBundleOutput(opts) // volumes.go: a file, volumes, gzip
-	if err != nil {
+	if c.out, err = openBundleOutput(opts); err != nil { // volumes.go: a file, volumes, gzip
 		return nil, err
 	}
-	if out != nil {
-		defer out.abort()
+	fail := func(err error) (*creation, error) {
+		if c.out != nil {
+			c.out.abort()
+		}
+		return nil, err
 	}
 
 	if opts.CacheDir == "" {
 		if opts.CacheDir, err = fetch.DefaultCacheDir(); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
-	cache, err := fetch.OpenCache(opts.CacheDir)
-	if err != nil {
-		return nil, err
+	if c.cache, err = fetch.OpenCache(opts.CacheDir); err != nil {
+		return fail(err)
 	}
-	var downloaded atomic.Int64
-	client := fetch.New(fetch.Options{
+	c.client = fetch.New(fetch.Options{
 		Keychain:     opts.Keychain,
 		Insecure:     opts.Insecure,
 		Retry:        opts.Retry,
-		Progress:     countingProgress{opts.Progress, &downloaded},
+		Progress:     countingProgress{opts.Progress, &c.downloaded},
 		UserAgent:    opts.Creator,
-		Cache:        cache,
+		Cache:        c.cache,
 		StallTimeout: opts.StallTimeout,
 
 		Segments:         opts.Segments,
 		SegmentThreshold: opts.SegmentThreshold,
 	})
+	c.opts = opts
+	return c, nil
+}
 
-	targets, err := expand(ctx, client, spec, lock)
+// resolve resolves every reference and starts the downloader; layers
+// start downloading as each image resolves when nothing else must be
+// known first.
+func (c *creation) resolve(ctx context.Context) ([]*fetch.Resolved, error) {
+	sources, err := fetch.Expand(ctx, c.client, c.spec, c.lock)
 	if err != nil {
 		return nil, err
 	}
 	// Downloads start as each image resolves (not with a delta or an
 	// unchanged check: what to download is known only once all have).
-	dctx, cancel := context.WithCancel(ctx)
-	src := newDownloader(dctx, client, cache, opts.Jobs)
-	defer func() { cancel(); src.close(); src.wait() }()
+	c.dctx, c.cancel = context.WithCancel(ctx)
+	c.src = fetch.NewDownloader(c.dctx, c.client, c.cache, c.opts.Jobs)
 	// Nor with the free-space check: it needs every size first, and no
 	// layer is fetched before it passes.
-	var early func(*resolved)
-	if have == nil && opts.NoSpaceCheck {
-		early = func(r *resolved) {
-			for _, pm := range r.image.Manifests {
+	early := c.have == nil && c.opts.NoSpaceCheck
+	return fetch.ResolveAll(ctx, c.client, sources, c.opts.Jobs, func(r *fetch.Resolved) {
+		if early {
+			for _, pm := range r.Image.Manifests {
 				for _, h := range pm.Layers {
-					if b, ok := r.blobs[h]; ok && !cache.Has(h, b.Size) {
-						src.add(r.from.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.image.Ref, true)
+					if b, ok := r.Blobs[h]; ok && !c.cache.Has(h, b.Size) {
+						c.src.Add(r.From.Context(), v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, r.Image.Ref, true)
 					}
 				}
 			}
 		}
-	}
-	res, err := resolveAll(ctx, client, targets, opts, early)
-	if err != nil {
-		return nil, err
-	}
+		plats := make([]string, 0, len(r.Image.Manifests))
+		for _, m := range r.Image.Manifests {
+			plats = append(plats, m.Platform)
+		}
+		c.opts.Progress.Resolved(r.Image.Ref, r.Image.Digest, plats)
+	})
+}
 
+// stopDownloads cancels the downloads and waits for them, once resolve
+// has started them.
+func (c *creation) stopDownloads() {
+	if c.src != nil {
+		c.cancel()
+		c.src.Close()
+		c.src.Wait()
+	}
+}
+
+// plan builds the bundle's index and layout and counts what must be
+// downloaded, checking there is room for it. An unchanged run (delta.go)
+// returns no plan and its result.
+func (c *creation) plan(res []*fetch.Resolved) (*createPlan, *CreateResult, error) {
+	opts, spec := c.opts, c.spec
+	p := &createPlan{res: res, users: map[v1.Hash]string{}, repoOf: map[v1.Hash]name.Repository{}}
 	idx := &tarball.Index{
 		SchemaVersion: tarball.SchemaVersion,
 		Creator:       opts.Creator,
@@ -221,20 +277,19 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		Platforms:     spec.Platforms,
 		Blobs:         map[v1.Hash]tarball.Blob{},
 	}
+	p.idx = idx
 	created := time.Now().UTC()
-	var mtime time.Time
 	if opts.SourceDateEpoch != nil {
 		created = opts.SourceDateEpoch.UTC()
-		mtime = created
+		p.mtime = created
 	}
 	idx.Created = created.Format(time.RFC3339)
-	users := map[v1.Hash]string{} // blob → first image using it, for errors
 	for _, r := range res {
-		idx.Images = append(idx.Images, r.image)
-		for h, b := range r.blobs {
+		idx.Images = append(idx.Images, r.Image)
+		for h, b := range r.Blobs {
 			idx.Blobs[h] = b
-			if _, ok := users[h]; !ok {
-				users[h] = r.image.Ref
+			if _, ok := p.users[h]; !ok {
+				p.users[h] = r.Image.Ref
 			}
 		}
 	}
@@ -243,135 +298,138 @@ func Create(ctx context.Context, opts CreateOptions) (*CreateResult, error) {
 		dockerPlatform = spec.Platforms[0]
 	}
 	if dockerPlatform == "" {
-		dockerPlatform = HostPlatform()
+		dockerPlatform = fetch.HostPlatform()
 	}
-	if res, unchanged := have.apply(idx, start); unchanged { // delta.go
+	if res, unchanged := c.have.apply(idx, c.start); unchanged { // delta.go
 		res.Output = opts.Output
-		return res, nil
+		return nil, res, nil
 	}
 	layout, err := tarball.NewLayout(idx, dockerPlatform)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	p.layout = layout
 
-	// Download what the cache lacks while the bundle is written in order.
-	repoOf := map[v1.Hash]name.Repository{}
 	for _, r := range res {
-		for h := range r.blobs {
-			if _, ok := repoOf[h]; !ok {
-				repoOf[h] = r.from.Context()
+		for h := range r.Blobs {
+			if _, ok := p.repoOf[h]; !ok {
+				p.repoOf[h] = r.From.Context()
 			}
 		}
 	}
 	result := &CreateResult{Output: opts.Output}
 	var toDownload int64
-	var missing []v1.Hash
 	for _, h := range layout.Blobs {
 		b := idx.Blobs[h]
 		result.BlobBytes += b.Size
 		switch {
-		case src.has(h):
+		case c.src.Has(h):
 			toDownload += b.Size // downloading already, or downloaded
-		case cache.Has(h, b.Size):
-			if !client.StoredThisRun(h) {
+		case c.cache.Has(h, b.Size):
+			if !c.client.StoredThisRun(h) {
 				result.BlobsFromCache++
 			}
 		default:
 			toDownload += b.Size
-			missing = append(missing, h)
+			p.missing = append(p.missing, h)
 		}
 	}
 	result.Blobs = len(layout.Blobs)
 	if !opts.NoSpaceCheck {
-		if err := checkSpace(opts, cache, layout, missing); err != nil {
-			return nil, err
+		if err := checkSpace(opts, c.cache, layout, p.missing); err != nil {
+			return nil, nil, err
 		}
 	}
 	opts.Progress.Planned(len(layout.Blobs), result.BlobBytes, toDownload)
+	return p, result, nil
+}
 
-	if fo, ok := out.(failingOutput); ok {
+// download queues what the cache lacks, in the order the writer needs it.
+func (c *creation) download(p *createPlan) {
+	if fo, ok := c.out.(failingOutput); ok {
 		// A write that fails (a full disk) stops the downloads at once:
 		// the writer may be waiting for one.
 		go func() {
 			select {
 			case <-fo.writeFailed():
-				cancel()
-			case <-dctx.Done():
+				c.cancel()
+			case <-c.dctx.Done():
 			}
 		}()
 	}
-	for _, h := range missing {
-		b := idx.Blobs[h]
-		src.add(repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, users[h], b.DiffID != nil || b.MediaType.IsLayer())
+	for _, h := range p.missing {
+		b := p.idx.Blobs[h]
+		c.src.Add(p.repoOf[h], v1.Descriptor{Digest: h, Size: b.Size, MediaType: b.MediaType}, p.users[h], b.DiffID != nil || b.MediaType.IsLayer())
 	}
-	src.close()
+	c.src.Close()
+}
 
+// write writes the bundle as the downloads arrive, and says why it failed.
+func (c *creation) write(ctx context.Context, p *createPlan) error {
+	opts, src, out := c.opts, c.src, c.out
 	var w io.Writer = opts.Stdout
 	if out != nil {
 		w = out
 	}
-	werr := tarball.Write(ctx, w, layout, src, tarball.WriteOptions{ModTime: mtime, Progress: opts.Progress.Written})
-	cancel()
-	src.wait()
-	if werr != nil {
-		var be *tarball.BlobError
-		if errors.As(werr, &be) {
-			// The cache held a damaged blob: drop it so the next run fetches it again.
-			_ = cache.Remove(be.Digest)
-			return nil, fmt.Errorf("image %s: %w (removed from the cache; run again to fetch it)", users[be.Digest], werr)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err() // interrupted
-		}
-		// The write failed (a full disk): downloads were only cancelled
-		// because of it.
-		if fo, ok := out.(failingOutput); ok && fo.writeErr() != nil {
-			return nil, fmt.Errorf("writing %s: %w", opts.Output, fo.writeErr())
-		}
-		// A failed download (it names the image and blob).
-		if derr := src.firstErr(); derr != nil {
-			return nil, derr
-		}
-		return nil, fmt.Errorf("writing %s: %w", opts.Output, werr)
+	werr := tarball.Write(ctx, w, p.layout, src, tarball.WriteOptions{ModTime: p.mtime, Progress: opts.Progress.Written})
+	c.cancel()
+	src.Wait()
+	if werr == nil {
+		return nil
 	}
-	if out != nil {
-		if result.SHA256, result.FileBytes, err = out.commit(); err != nil {
+	var be *tarball.BlobError
+	if errors.As(werr, &be) {
+		// The cache held a damaged blob: drop it so the next run fetches it again.
+		_ = c.cache.Remove(be.Digest)
+		return fmt.Errorf("image %s: %w (removed from the cache; run again to fetch it)", p.users[be.Digest], werr)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // interrupted
+	}
+	// The write failed (a full disk): downloads were only cancelled
+	// because of it.
+	if fo, ok := out.(failingOutput); ok && fo.writeErr() != nil {
+		return fmt.Errorf("writing %s: %w", opts.Output, fo.writeErr())
+	}
+	// A failed download (it names the image and blob).
+	if derr := src.FirstErr(); derr != nil {
+		return derr
+	}
+	return fmt.Errorf("writing %s: %w", opts.Output, werr)
+}
+
+// finish commits the output, writes the lockfile and completes result.
+func (c *creation) finish(p *createPlan, result *CreateResult) (*CreateResult, error) {
+	if c.out != nil {
+		var err error
+		if result.SHA256, result.FileBytes, err = c.out.commit(); err != nil {
 			return nil, err
 		}
-		result.Volumes = outputVolumes(out)
+		result.Volumes = outputVolumes(c.out)
 	}
-	have.summarize(result, idx)
-	if opts.Lock != "" {
-		if err := manifests.WriteLock(opts.Lock, makeLock(spec, res)); err != nil {
+	c.have.summarize(result, p.idx)
+	if c.opts.Lock != "" {
+		if err := manifests.WriteLock(c.opts.Lock, makeLock(c.spec, p.res)); err != nil {
 			return nil, fmt.Errorf("writing lockfile: %w", err)
 		}
 	}
-	for _, r := range res {
+	for _, r := range p.res {
 		var plats []string
-		for _, m := range r.image.Manifests {
+		for _, m := range r.Image.Manifests {
 			plats = append(plats, m.Platform)
 		}
-		result.Images = append(result.Images, ImageSummary{Ref: r.image.Ref, Digest: r.image.Digest.String(), MediaType: string(r.image.MediaType), Platforms: plats})
+		result.Images = append(result.Images, ImageSummary{Ref: r.Image.Ref, Digest: r.Image.Digest.String(), MediaType: string(r.Image.MediaType), Platforms: plats})
 	}
 	result.BlobsDownloaded = result.Blobs - result.BlobsFromCache
-	result.LayersDownloaded = src.count.layers
-	result.BytesDownloaded = downloaded.Load()
-	result.Retries = client.Retries()
-	result.Seconds = time.Since(start).Seconds()
+	result.LayersDownloaded = c.src.Layers()
+	result.BytesDownloaded = c.downloaded.Load()
+	result.Retries = c.client.Retries()
+	result.Seconds = time.Since(c.start).Seconds()
 	return result, nil
 }
 
 // DefaultJobs is the default number of parallel downloads.
 func DefaultJobs() int { return max(4, min(2*runtime.NumCPU(), 8)) }
-
-// HostPlatform is this machine's platform, the default when none is given.
-func HostPlatform() string {
-	p := runtime.GOOS + "/" + runtime.GOARCH
-	if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
-		p = "linux/" + runtime.GOARCH
-	}
-	return p
-}
 
 type countingProgress struct {
 	Progress
@@ -383,488 +441,17 @@ func (c countingProgress) Downloaded(n int64) {
 	c.Progress.Downloaded(n)
 }
 
-// expand turns the manifest file's entries into concrete references.
-func expand(ctx context.Context, client *fetch.Client, spec *manifests.Spec, lock *manifests.Lock) ([]target, error) {
-	var out []target
-	seen := map[string]bool{}
-	add := func(e manifests.Entry, ref name.Reference) error {
-		full := manifests.FullName(ref)
-		if seen[full] {
-			return nil // a regex matched a tag listed elsewhere too
-		}
-		seen[full] = true
-		t := target{ref: ref, from: ref, platforms: spec.PlatformsFor(e), pos: e.Pos}
-		if len(t.platforms) == 0 {
-			t.platforms = []string{HostPlatform()}
-		}
-		if m, ok := spec.MirrorFor(ref.Context()); ok {
-			switch r := ref.(type) {
-			case name.Tag:
-				t.from = m.Tag(r.TagStr())
-			case name.Digest:
-				t.from = m.Digest(r.DigestStr())
-			}
-		}
-		if lock != nil {
-			d, ok := lock.Lookup(full)
-			if !ok {
-				return fmt.Errorf("%s: %s is not in the lockfile (run without --locked to resolve it)", e.Pos, full)
-			}
-			h, err := v1.NewHash(d)
-			if err != nil {
-				return fmt.Errorf("lockfile: %s: %w", full, err)
-			}
-			t.locked = h
-		}
-		out = append(out, t)
-		return nil
-	}
-	for _, e := range spec.Images {
-		switch {
-		case e.Digest != "":
-			if err := add(e, e.Repository.Digest(e.Digest)); err != nil {
-				return nil, err
-			}
-		case e.TagRegex != nil:
-			tags, err := matchingTags(ctx, client, spec, e, lock)
-			if err != nil {
-				return nil, err
-			}
-			for _, tag := range tags {
-				if err := add(e, e.Repository.Tag(tag)); err != nil {
-					return nil, err
-				}
-			}
-		}
-		for _, tag := range e.Tags {
-			if err := add(e, e.Repository.Tag(tag)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
-}
-
-// matchingTags lists the repository's tags that the entry's regex matches;
-// under --locked, the tags the lockfile holds for it instead.
-func matchingTags(ctx context.Context, client *fetch.Client, spec *manifests.Spec, e manifests.Entry, lock *manifests.Lock) ([]string, error) {
-	var all []string
-	if lock != nil {
-		prefix := manifests.FullRepo(e.Repository) + ":"
-		for _, li := range lock.Images {
-			if t, ok := strings.CutPrefix(li.Ref, prefix); ok && !strings.Contains(t, "@") {
-				all = append(all, t)
-			}
-		}
-	} else {
-		repo := e.Repository
-		if m, ok := spec.MirrorFor(repo); ok {
-			repo = m
-		}
-		var err error
-		if all, err = client.ListTags(ctx, repo); err != nil {
-			return nil, fmt.Errorf("%s: %w", e.Pos, err)
-		}
-	}
-	tags := filterTags(all, e.TagRegex)
-	if len(tags) == 0 {
-		return nil, fmt.Errorf("%s: no tag of %s matches %q", e.Pos, manifests.FullRepo(e.Repository), e.TagRegex)
-	}
-	return tags, nil
-}
-
-func filterTags(all []string, re *regexp.Regexp) []string {
-	var out []string
-	for _, t := range all {
-		if re.MatchString(t) {
-			out = append(out, t)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// resolveAll resolves every target, Jobs at a time, keeping their order,
-// and calls early (when not nil) with each as soon as it is resolved.
-func resolveAll(ctx context.Context, client *fetch.Client, targets []target, opts CreateOptions, early func(*resolved)) ([]*resolved, error) {
-	res := make([]*resolved, len(targets))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	for i, t := range targets {
-		g.Go(func() error {
-			r, err := resolve(gctx, client, t)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return fmt.Errorf("image %s (%s): %w", manifests.FullName(t.ref), t.pos, err)
-			}
-			res[i] = r
-			if early != nil {
-				early(r)
-			}
-			plats := make([]string, 0, len(r.image.Manifests))
-			for _, m := range r.image.Manifests {
-				plats = append(plats, m.Platform)
-			}
-			opts.Progress.Resolved(r.image.Ref, r.image.Digest, plats)
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return res, nil
-}
-
-// manifest gets a manifest by digest, from the cache when it is there.
-func manifestByDigest(ctx context.Context, client *fetch.Client, repo name.Repository, d v1.Hash) (*fetch.Manifest, error) {
-	if m, ok := client.ManifestFromCache(d); ok {
-		return m, nil
-	}
-	return client.GetManifest(ctx, repo.Digest(d.String()))
-}
-
-func resolve(ctx context.Context, client *fetch.Client, t target) (*resolved, error) {
-	var top *fetch.Manifest
-	var err error
-	repo := t.from.Context()
-	switch {
-	case t.locked != (v1.Hash{}):
-		if _, isTag := t.from.(name.Tag); isTag {
-			d, err := client.Head(ctx, t.from)
-			if err != nil {
-				return nil, err
-			}
-			if d.Digest != t.locked {
-				return nil, fmt.Errorf("tag moved: the lockfile has %s, the registry now serves %s (run without --locked to update the lock)", t.locked, d.Digest)
-			}
-		}
-		top, err = manifestByDigest(ctx, client, repo, t.locked)
-	case isDigest(t.from):
-		top, err = manifestByDigest(ctx, client, repo, mustHash(t.from.Identifier()))
-	default:
-		top, err = client.GetManifest(ctx, t.from)
-	}
-	if err != nil {
-		return nil, err
-	}
-	r := &resolved{target: t, top: top, blobs: map[v1.Hash]tarball.Blob{}}
-	r.image = tarball.Image{
-		Ref:       manifests.FullName(t.ref),
-		Digest:    top.Descriptor.Digest,
-		MediaType: top.Descriptor.MediaType,
-		Size:      top.Descriptor.Size,
-	}
-	if manifests.FullName(t.from) != r.image.Ref {
-		r.image.FetchedFrom = manifests.FullName(t.from)
-	}
-	r.blobs[top.Descriptor.Digest] = tarball.Blob{Size: top.Descriptor.Size, MediaType: top.Descriptor.MediaType}
-
-	if !top.IsIndex() {
-		pm, err := imageManifest(ctx, client, repo, top, nil, r.blobs)
-		if err != nil {
-			return nil, err
-		}
-		// manifest.json lists it: docker load needs every layer a
-		// filesystem tar (an in-toto statement is one only in an index).
-		for _, l := range pm.Layers {
-			if mt := r.blobs[l].MediaType; !mt.IsLayer() {
-				return nil, fmt.Errorf("manifest %s has layer %s of media type %s, not a filesystem layer: not an image docker can load", top.Descriptor.Digest, l, mt)
-			}
-		}
-		// A config that names no platform cannot be checked: keep it.
-		if pm.Platform != "" && !manifests.IsAllPlatforms(t.platforms) && !platformWanted(pm.Platform, t.platforms) {
-			return nil, fmt.Errorf("the image is %s only; asked for %s", pm.Platform, strings.Join(t.platforms, ", "))
-		}
-		r.image.Manifests = []tarball.PlatformManifest{*pm}
-		return r, nil
-	}
-	idx, err := v1.ParseIndexManifest(strings.NewReader(string(top.Raw)))
-	if err != nil {
-		return nil, fmt.Errorf("parsing index %s: %w", top.Descriptor.Digest, err)
-	}
-	children, err := fetch.SelectManifests(idx, t.platforms)
-	if err != nil {
-		return nil, err
-	}
-	for _, cd := range children {
-		m, err := manifestByDigest(ctx, client, repo, cd.Digest)
-		if err != nil {
-			return nil, err
-		}
-		if m.Descriptor.Size != cd.Size {
-			return nil, fmt.Errorf("manifest %s: index says %d bytes, registry served %d", cd.Digest, cd.Size, m.Descriptor.Size)
-		}
-		if cd.MediaType != "" && cd.MediaType != m.Descriptor.MediaType {
-			return nil, fmt.Errorf("manifest %s: index %s gives media type %s, the manifest's own is %s", cd.Digest, top.Descriptor.Digest, cd.MediaType, m.Descriptor.MediaType)
-		}
-		pm, err := imageManifest(ctx, client, repo, m, cd.Platform, r.blobs)
-		if err != nil {
-			return nil, err
-		}
-		r.image.Manifests = append(r.image.Manifests, *pm)
-	}
-	return r, nil
-}
-
-func isDigest(r name.Reference) bool { _, ok := r.(name.Digest); return ok }
-
-func mustHash(s string) v1.Hash {
-	h, _ := v1.NewHash(s)
-	return h
-}
-
-func platformWanted(p string, wanted []string) bool {
-	have, err := v1.ParsePlatform(p)
-	if err != nil {
-		return false
-	}
-	for _, w := range wanted {
-		if wp, err := v1.ParsePlatform(w); err == nil && manifests.MatchPlatform(*wp, *have) {
-			return true
-		}
-	}
-	return false
-}
-
-// imageManifest parses an image manifest, fetches its config into the
-// cache, and records the manifest, config and layers in blobs.
-func imageManifest(ctx context.Context, client *fetch.Client, repo name.Repository, m *fetch.Manifest, plat *v1.Platform, blobs map[v1.Hash]tarball.Blob) (*tarball.PlatformManifest, error) {
-	mf, err := v1.ParseManifest(strings.NewReader(string(m.Raw)))
-	if err != nil {
-		return nil, fmt.Errorf("parsing manifest %s: %w", m.Descriptor.Digest, err)
-	}
-	// Only images: docker load of the whole bundle fails on one artifact
-	// (a Helm chart: "invalid image JSON, no RootFS key"), and verify
-	// cannot check what it does not know. An attestation manifest in an
-	// index has an image config, and is kept.
-	if !mf.Config.MediaType.IsConfig() {
-		what := "config media type " + string(mf.Config.MediaType)
-		if mf.ArtifactType != "" {
-			what = "artifactType " + mf.ArtifactType + ", " + what
-		}
-		return nil, fmt.Errorf("manifest %s is an OCI artifact (%s), not an image: bundle carries only container images", m.Descriptor.Digest, what)
-	}
-	if mf.Config.Size > tarball.MaxConfigSize {
-		return nil, fmt.Errorf("config %s is %d bytes, over docker's %d-byte limit", mf.Config.Digest, mf.Config.Size, tarball.MaxConfigSize)
-	}
-	if _, err := client.FetchBlob(ctx, repo, mf.Config); err != nil {
-		return nil, fmt.Errorf("config: %w", err) // err names the blob
-	}
-	pm := &tarball.PlatformManifest{
-		Digest:    m.Descriptor.Digest,
-		MediaType: m.Descriptor.MediaType,
-		Size:      m.Descriptor.Size,
-		Config:    mf.Config.Digest,
-	}
-	blobs[m.Descriptor.Digest] = tarball.Blob{Size: m.Descriptor.Size, MediaType: m.Descriptor.MediaType}
-	blobs[mf.Config.Digest] = tarball.Blob{Size: mf.Config.Size, MediaType: mf.Config.MediaType}
-
-	var diffIDs []v1.Hash
-	cfg, err := client.ReadConfig(mf.Config.Digest)
-	if err == nil {
-		diffIDs = cfg.RootFS.DiffIDs
-		if plat == nil && cfg.OS != "" && cfg.Architecture != "" {
-			plat = &v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
-		}
-	} else if mf.Config.MediaType.IsConfig() {
-		return nil, err
-	}
-	if plat != nil {
-		pm.Platform = fetch.PlatformString(plat)
-	}
-	// Only an image whose layers are all filesystem tars has one diff_id per
-	// layer; an attestation manifest (in-toto layers) need not.
-	tars := true
-	for _, l := range mf.Layers {
-		tars = tars && l.MediaType.IsLayer()
-	}
-	if !tars {
-		diffIDs = nil
-	}
-	if tars && mf.Config.MediaType.IsConfig() && len(diffIDs) != len(mf.Layers) {
-		return nil, fmt.Errorf("manifest %s has %d layers but its config lists %d diff_ids", m.Descriptor.Digest, len(mf.Layers), len(diffIDs))
-	}
-	for i, l := range mf.Layers {
-		if !l.MediaType.IsDistributable() {
-			return nil, fmt.Errorf("layer %s is non-distributable (%s); bundle does not carry foreign layers", l.Digest, l.MediaType)
-		}
-		b := tarball.Blob{Size: l.Size, MediaType: l.MediaType}
-		if i < len(diffIDs) {
-			d := diffIDs[i]
-			b.DiffID = &d
-		}
-		blobs[l.Digest] = b
-		pm.Layers = append(pm.Layers, l.Digest)
-	}
-	return pm, nil
-}
-
-func makeLock(spec *manifests.Spec, res []*resolved) *manifests.Lock {
+func makeLock(spec *manifests.Spec, res []*fetch.Resolved) *manifests.Lock {
 	l := &manifests.Lock{Version: 1, Source: &manifests.LockSource{File: filepath.Base(spec.File), SHA256: spec.SHA256}}
 	for _, r := range res {
-		li := manifests.LockedImage{Ref: r.image.Ref, Digest: r.image.Digest.String()}
-		if !(len(r.platforms) == 1 && r.platforms[0] == HostPlatform() && len(spec.PlatformsFor(manifests.Entry{})) == 0) {
-			li.Platforms = r.platforms
+		li := manifests.LockedImage{Ref: r.Image.Ref, Digest: r.Image.Digest.String()}
+		if !(len(r.Platforms) == 1 && r.Platforms[0] == fetch.HostPlatform() && len(spec.PlatformsFor(manifests.Entry{})) == 0) {
+			li.Platforms = r.Platforms
 		}
 		l.Images = append(l.Images, li)
 	}
 	sort.Slice(l.Images, func(i, j int) bool { return l.Images[i].Ref < l.Images[j].Ref })
 	return l
-}
-
-// downloader fetches blobs into the cache with a pool of workers, in the
-// order they are added (as images resolve, then in the order the writer
-// needs them), and lets the writer open each when ready.
-type downloader struct {
-	ctx    context.Context
-	client *fetch.Client
-	cache  *fetch.Cache
-	wg     sync.WaitGroup
-
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queue  []download
-	closed bool // no more adds
-	done   map[v1.Hash]chan struct{}
-	errs   map[v1.Hash]error
-	first  error
-	count  struct{ blobs, layers int }
-}
-
-// download is one blob to fetch.
-type download struct {
-	repo  name.Repository
-	desc  v1.Descriptor
-	user  string // the first image using it, for errors
-	layer bool
-}
-
-// newDownloader starts jobs workers, which wait for add.
-func newDownloader(ctx context.Context, client *fetch.Client, cache *fetch.Cache, jobs int) *downloader {
-	d := &downloader{ctx: ctx, client: client, cache: cache, done: map[v1.Hash]chan struct{}{}, errs: map[v1.Hash]error{}}
-	d.cond = sync.NewCond(&d.mu)
-	stop := context.AfterFunc(ctx, func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		// Unblock the writer for blobs never started.
-		for _, q := range d.queue {
-			if _, ok := d.errs[q.desc.Digest]; !ok {
-				d.errs[q.desc.Digest] = ctx.Err()
-			}
-		}
-		d.queue = nil
-		d.cond.Broadcast()
-	})
-	for range max(jobs, 1) {
-		d.wg.Go(d.work)
-	}
-	go func() { d.wg.Wait(); stop() }()
-	return d
-}
-
-// add queues blob desc of repo for download, once; the writer's Open of
-// it then waits for the download.
-func (d *downloader) add(repo name.Repository, desc v1.Descriptor, user string, layer bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.done[desc.Digest]; ok || d.closed || d.ctx.Err() != nil {
-		return
-	}
-	d.done[desc.Digest] = make(chan struct{})
-	d.queue = append(d.queue, download{repo: repo, desc: desc, user: user, layer: layer})
-	d.cond.Signal()
-}
-
-// has reports whether blob h was added.
-func (d *downloader) has(h v1.Hash) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.done[h]
-	return ok
-}
-
-// close says nothing more will be added: the workers end once the queue
-// is empty.
-func (d *downloader) close() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.closed = true
-	d.cond.Broadcast()
-}
-
-func (d *downloader) work() {
-	for {
-		d.mu.Lock()
-		for len(d.queue) == 0 && !d.closed && d.ctx.Err() == nil {
-			d.cond.Wait()
-		}
-		if len(d.queue) == 0 || d.ctx.Err() != nil {
-			d.mu.Unlock()
-			return
-		}
-		q := d.queue[0]
-		d.queue = d.queue[1:]
-		d.mu.Unlock()
-
-		_, err := d.client.FetchBlob(d.ctx, q.repo, q.desc)
-		h := q.desc.Digest
-		d.mu.Lock()
-		if err != nil {
-			// Only a download that failed by itself is the run's error;
-			// one cancelled (the write failed, or the run was
-			// interrupted) is not.
-			if d.ctx.Err() == nil {
-				err = fmt.Errorf("image %s: %w", q.user, err) // err names the blob
-				if d.first == nil {
-					d.first = err
-				}
-			}
-			d.errs[h] = err
-		} else {
-			d.count.blobs++
-			if q.layer {
-				d.count.layers++
-			}
-		}
-		d.mu.Unlock()
-		close(d.done[h])
-	}
-}
-
-// Open waits for h's download, if it has one, and opens it from the cache.
-// A blob downloaded (and so checked) by this run is reported verified; one
-// the cache already had is not, and the writer hashes it again.
-func (d *downloader) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, bool, error) {
-	d.mu.Lock()
-	ch, downloading := d.done[h]
-	d.mu.Unlock()
-	if downloading {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, false, ctx.Err()
-		case <-d.ctx.Done():
-			return nil, false, d.ctx.Err()
-		}
-		d.mu.Lock()
-		err := d.errs[h]
-		d.mu.Unlock()
-		if err != nil {
-			return nil, false, err
-		}
-	}
-	f, err := d.cache.Open(h)
-	return f, downloading, err
-}
-
-func (d *downloader) wait() { d.wg.Wait() }
-
-func (d *downloader) firstErr() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.first
 }
 
 // MarshalResult renders a result as the one JSON object --json prints.

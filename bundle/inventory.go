@@ -12,6 +12,7 @@ import (
 
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/internal/safefs"
+	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -153,19 +154,17 @@ func layoutInventory(dir string, inv *Inventory) error {
 
 // registryInventory walks the repositories of a registry.
 func registryInventory(ctx context.Context, opts InventoryOptions, inv *Inventory, st *InventoryStats) error {
-	spec := strings.TrimSuffix(strings.TrimPrefix(opts.From, "docker://"), "/")
-	hostStr, prefix, _ := strings.Cut(spec, "/")
-	var nopts []name.Option
-	insecure := false
-	for _, h := range opts.Insecure {
-		insecure = insecure || h == hostStr
+	reg, prefix, insecure, err := load.ParseRegistrySpec(strings.TrimPrefix(opts.From, "docker://"), opts.Insecure)
+	if err != nil {
+		var se *load.SpecError
+		if errors.As(err, &se) {
+			return fmt.Errorf("--from %s: %s", opts.From, se.Reason)
+		}
+		return err
 	}
+	var nopts []name.Option
 	if insecure {
 		nopts = append(nopts, name.Insecure)
-	}
-	reg, err := name.NewRegistry(hostStr, append(nopts, name.StrictValidation)...)
-	if err != nil {
-		return fmt.Errorf("--from %s: %w", opts.From, err)
 	}
 	if opts.Keychain == nil {
 		opts.Keychain = authn.DefaultKeychain

@@ -37,28 +37,40 @@ type Registry struct {
 	opts     Options
 }
 
-// NewRegistry makes a registry target from "HOST[:PORT][/PREFIX]".
-func NewRegistry(spec string, opts Options) (*Registry, error) {
+// ParseRegistrySpec parses what follows docker:// in a registry spec,
+// "HOST[:PORT][/PREFIX]", for every command that names a registry: the
+// host, the prefix its repositories sit under, and whether the host is one
+// of insecure (reached over plain http). Errors are *SpecError.
+func ParseRegistrySpec(spec string, insecure []string) (host name.Registry, prefix string, isInsecure bool, err error) {
 	spec = strings.TrimSuffix(spec, "/")
 	hostStr, prefix, _ := strings.Cut(spec, "/")
 	if hostStr == "" {
-		return nil, &SpecError{Spec: "docker://" + spec, Reason: "no registry host"}
+		return name.Registry{}, "", false, &SpecError{Spec: "docker://" + spec, Reason: "no registry host"}
 	}
-	r := &Registry{prefix: prefix, insecure: slices.Contains(opts.Insecure, hostStr), opts: opts}
+	isInsecure = slices.Contains(insecure, hostStr)
 	var nopts []name.Option
-	if r.insecure {
+	if isInsecure {
 		nopts = append(nopts, name.Insecure)
 	}
-	host, err := name.NewRegistry(hostStr, append(nopts, name.StrictValidation)...)
+	host, err = name.NewRegistry(hostStr, append(nopts, name.StrictValidation)...)
 	if err != nil {
-		return nil, &SpecError{Spec: "docker://" + spec, Reason: err.Error()}
+		return name.Registry{}, "", false, &SpecError{Spec: "docker://" + spec, Reason: err.Error()}
 	}
-	r.host = host
 	if prefix != "" {
 		if _, err := name.NewRepository(hostStr+"/"+prefix+"/x", append(nopts, name.StrictValidation)...); err != nil {
-			return nil, &SpecError{Spec: "docker://" + spec, Reason: fmt.Sprintf("prefix %q: %v", prefix, err)}
+			return name.Registry{}, "", false, &SpecError{Spec: "docker://" + spec, Reason: fmt.Sprintf("prefix %q: %v", prefix, err)}
 		}
 	}
+	return host, prefix, isInsecure, nil
+}
+
+// NewRegistry makes a registry target from "HOST[:PORT][/PREFIX]".
+func NewRegistry(spec string, opts Options) (*Registry, error) {
+	host, prefix, insecure, err := ParseRegistrySpec(spec, opts.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	r := &Registry{host: host, prefix: prefix, insecure: insecure, opts: opts}
 	if r.opts.Jobs <= 0 {
 		r.opts.Jobs = 4
 	}
