@@ -25,6 +25,10 @@ test-short:
 bench:
 	scripts/bench.sh
 
+## fuzz: every fuzz target, FUZZTIME each (default 10000x; FUZZTIME=60s for longer)
+fuzz:
+	scripts/fuzz.sh
+
 lint:
 	$(GO) vet ./...
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -24,15 +24,7 @@ GOOS=darwin go build ./... && GOARCH=arm64 go build ./...
 echo "== go test (race detector on)"
 go test -race -count=1 -timeout 40m ./...
 
-echo "== fuzz (${FUZZTIME:=10000x} each)"
-# Every FuzzXxx function, one at a time (go test -fuzz takes one target per package).
-grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' . | while read -r f; do
-	pkg="./$(dirname "${f#./}")"
-	grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //' | while read -r fn; do
-		echo "-- $pkg $fn"
-		go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$FUZZTIME" -fuzzminimizetime=50x "$pkg"
-	done
-done
+scripts/fuzz.sh
 
 if [[ -x scripts/bench.sh ]]; then
 	echo "== bench smoke"
