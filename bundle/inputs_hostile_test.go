@@ -6,25 +6,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
-
-// within fails the test when fn has not returned within 20 s: a planted
-// FIFO or /dev/zero must never make bundle wait or spin.
-func within(t *testing.T, what string, fn func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s has not returned after 20 s: it waits on or reads a planted file", what)
-		return nil
-	}
-}
 
 // plantings are what may be found where bundle expects a regular file.
 func plantings(t *testing.T) map[string]func(p string) {
@@ -51,7 +36,7 @@ func TestDeltaInputsNotRegular(t *testing.T) {
 			p := filepath.Join(dir, "input")
 			plant(p)
 			for _, opts := range []DeltaOptions{{Have: []string{p}}, {Base: []string{p}}} {
-				err := within(t, "loadHave", func() error { _, err := loadHave(opts); return err })
+				err := testenv.Within(t, "loadHave", func() error { _, err := loadHave(opts); return err })
 				if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "not a regular file") {
 					t.Errorf("%+v: %v; want %s refused as not a regular file", opts, err, p)
 				}
@@ -86,7 +71,7 @@ func TestLockFilePlanted(t *testing.T) {
 	if err := syscall.Mkfifo(lock, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := within(t, "lockOutput", func() error {
+	err := testenv.Within(t, "lockOutput", func() error {
 		f, err := lockOutput(out)
 		if err == nil {
 			f.Close()

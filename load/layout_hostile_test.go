@@ -10,24 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-)
 
-// bounded runs fn, failing the test when it has not returned within a
-// few seconds: a planted FIFO or /dev/zero must never make a load wait
-// or spin (the goroutine of one that does is left behind).
-func bounded(t *testing.T, what string, fn func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s has not returned after 20 s: it waits on or reads a planted file", what)
-		return nil
-	}
-}
+	"github.com/bundle-tool/bundle/internal/testenv"
+)
 
 // A layout's files can be planted by whoever else writes the directory:
 // links to /dev/zero, to a secret, out of the layout, FIFOs. Load and
@@ -131,8 +116,8 @@ func TestLayoutPlantedTargets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkErr := bounded(t, "Check", func() error { _, err := tg.Check(context.Background(), b, sel); return err })
-			loadErr := bounded(t, "Load", func() error { _, err := tg.Load(context.Background(), b, sel, nil); return err })
+			checkErr := testenv.Within(t, "Check", func() error { _, err := tg.Check(context.Background(), b, sel); return err })
+			loadErr := testenv.Within(t, "Load", func() error { _, err := tg.Load(context.Background(), b, sel, nil); return err })
 			for _, err := range []error{checkErr, loadErr} {
 				if err != nil && strings.Contains(err.Error(), secret) {
 					t.Errorf("an error quotes the content of a planted file: %v", err)
