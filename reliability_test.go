@@ -360,12 +360,15 @@ func TestReliabilityPersistentFaults(t *testing.T) {
 	}{
 		{"503 on a layer", testenv.Fault{Mode: testenv.FaultStatus, Status: 503, Digest: s.own().String()},
 			[]string{s.own().String(), "503"}, 3},
-		// Attempts do not multiply (they were 12 here): the transport's
-		// 3 tries are the blob's, each of which net/http may send twice
-		// (it replays an idempotent request once when a reused
-		// connection fails before any answer).
+		// Attempts do not multiply (they were 12 here, and would be 9 if
+		// FetchBlob's 3 tries each ran the transport's 3): the transport's
+		// 3 tries are the blob's. net/http replays an idempotent request
+		// when a reused idle connection fails before any answer, and it
+		// does so again on the next idle connection; with other blobs'
+		// connections in the pool a try can be sent 2 or 3 times (7 was
+		// seen in CI), so the bound is one below the multiplied count.
 		{"reset on every GET of a layer", testenv.Fault{Mode: testenv.FaultReset, After: -1, Digest: s.own().String()},
-			[]string{s.own().String(), "connection reset"}, 6},
+			[]string{s.own().String(), "connection reset"}, 8},
 		{"corrupt layer", testenv.Fault{Mode: testenv.FaultCorrupt, Digest: s.own().String()},
 			[]string{s.own().String(), "digest mismatch"}, 0},
 		{"truncated config", testenv.Fault{Mode: testenv.FaultTruncate, Digest: cfg.String()},
