@@ -34,7 +34,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
-	gtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
+	ggcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -78,7 +78,7 @@ func emptyTarLayer(t *testing.T, mt types.MediaType) v1.Layer {
 	if err := tar.NewWriter(&tb).Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, err := gtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tb.Bytes())), nil }, gtarball.WithMediaType(mt))
+	l, err := ggcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tb.Bytes())), nil }, ggcrtarball.WithMediaType(mt))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	ggtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
+	ggcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -1433,7 +1433,7 @@ func TestHostileOtherTools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ggtarball.MultiRefWriteToFile(crane, map[name.Reference]v1.Image{ref: img}); err != nil {
+	if err := ggcrtarball.MultiRefWriteToFile(crane, map[name.Reference]v1.Image{ref: img}); err != nil {
 		t.Fatal(err)
 	}
 

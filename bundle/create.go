@@ -156,7 +156,7 @@ type creation struct {
 type createPlan struct {
 	res     []*fetch.Resolved
 	idx     *tarball.Index
-	layout  *tarball.Layout
+	plan    *tarball.Plan
 	mtime   time.Time
 	users   map[v1.Hash]string          // blob → first image using it, for errors
 	repoOf  map[v1.Hash]name.Repository // blob → where it is fetched
@@ -304,11 +304,11 @@ func (c *creation) plan(res []*fetch.Resolved) (*createPlan, *CreateResult, erro
 		res.Output = opts.Output
 		return nil, res, nil
 	}
-	layout, err := tarball.NewLayout(idx, dockerPlatform)
+	layout, err := tarball.NewPlan(idx, dockerPlatform)
 	if err != nil {
 		return nil, nil, err
 	}
-	p.layout = layout
+	p.plan = layout
 
 	for _, r := range res {
 		for h := range r.Blobs {
@@ -371,7 +371,7 @@ func (c *creation) write(ctx context.Context, p *createPlan) error {
 	if out != nil {
 		w = out
 	}
-	werr := tarball.Write(ctx, w, p.layout, src, tarball.WriteOptions{ModTime: p.mtime, Progress: opts.Progress.Written})
+	werr := tarball.Write(ctx, w, p.plan, src, tarball.WriteOptions{ModTime: p.mtime, Progress: opts.Progress.Written})
 	c.cancel()
 	src.Wait()
 	if werr == nil {

@@ -54,8 +54,8 @@ func TestApplyDelta(t *testing.T) {
 			t.Errorf("%s left out", h)
 		}
 	}
-	if _, err := tarball.NewLayout(idx, ""); err != nil {
-		t.Errorf("NewLayout of the delta: %v", err)
+	if _, err := tarball.NewPlan(idx, ""); err != nil {
+		t.Errorf("NewPlan of the delta: %v", err)
 	}
 	var res CreateResult
 	have.summarize(&res, idx)

@@ -389,7 +389,7 @@ func shallowLayers(ctx context.Context, opts LoadOptions, target load.Target, b 
 		return nil, nil
 	}
 	needed := map[v1.Hash]bool{}
-	var todo []load.Image
+	var todo []load.Chosen
 	for i, im := range images {
 		if !holds[i] {
 			todo = append(todo, im)

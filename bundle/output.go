@@ -253,7 +253,7 @@ func removeStaleTemps(abs string) {
 // (tarball.Size), a bound for --gzip (layers are gzip already: deflate's
 // stored blocks and pgzip's block framing add well under 1%), the same
 // total over the volumes of --split. Stdout needs no room.
-func checkSpace(opts CreateOptions, cache *fetch.Cache, layout *tarball.Layout, missing []v1.Hash) error {
+func checkSpace(opts CreateOptions, cache *fetch.Cache, layout *tarball.Plan, missing []v1.Hash) error {
 	var plan space.Plan
 	if opts.Output != "-" {
 		n, err := tarball.Size(layout)

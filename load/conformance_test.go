@@ -28,9 +28,9 @@ type targetCase struct {
 	fresh func(t *testing.T) Target
 	// names returns what the target names im with, found without the
 	// Target's own code where possible ("" for nothing).
-	names func(t *testing.T, tg Target, im Image) string
+	names func(t *testing.T, tg Target, im Chosen) string
 	// want is what names should return once im is loaded.
-	want func(im Image) string
+	want func(im Chosen) string
 }
 
 func registryCase(name string, host func(t *testing.T) string) targetCase {
@@ -43,7 +43,7 @@ func registryCase(name string, host func(t *testing.T) string) targetCase {
 			}
 			return r
 		},
-		names: func(t *testing.T, tg Target, im Image) string {
+		names: func(t *testing.T, tg Target, im Chosen) string {
 			ref, err := tg.(*Registry).rewrite(im)
 			if err != nil {
 				t.Fatal(err)
@@ -54,7 +54,7 @@ func registryCase(name string, host func(t *testing.T) string) targetCase {
 			}
 			return desc.Digest.String()
 		},
-		want: func(im Image) string {
+		want: func(im Chosen) string {
 			if im.Complete {
 				return im.Digest.String()
 			}
@@ -138,7 +138,7 @@ func targetCases() []targetCase {
 				}
 				return l
 			},
-			names: func(t *testing.T, tg Target, im Image) string {
+			names: func(t *testing.T, tg Target, im Chosen) string {
 				li, err := layoutIndexOf(tg.(*Layout))
 				if err != nil {
 					t.Fatal(err)
@@ -156,7 +156,7 @@ func targetCases() []targetCase {
 				}
 				return d.String()
 			},
-			want: func(im Image) string { return im.Digest.String() },
+			want: func(im Chosen) string { return im.Digest.String() },
 		},
 		{
 			name: "daemon",
@@ -168,7 +168,7 @@ func targetCases() []targetCase {
 				}
 				return tg
 			},
-			names: func(t *testing.T, tg Target, im Image) string {
+			names: func(t *testing.T, tg Target, im Chosen) string {
 				d := tg.(*Daemon)
 				id, _, err := d.present(t.Context(), im, false)
 				if err != nil {
@@ -180,7 +180,7 @@ func targetCases() []targetCase {
 				}
 				return id
 			},
-			want: func(im Image) string { return im.Primary.Config.String() },
+			want: func(im Chosen) string { return im.Primary.Config.String() },
 		},
 	}
 }

@@ -117,7 +117,7 @@ func (d *Daemon) String() string { return "docker daemon " + d.host }
 
 // dockerName is how the daemon names an image: the tag as docker prints it,
 // or the full digest reference.
-func dockerName(im Image) string {
+func dockerName(im Chosen) string {
 	if im.Tagged() {
 		return manifests.FamiliarName(im.Name)
 	}
@@ -127,7 +127,7 @@ func dockerName(im Image) string {
 // expectedIDs are the image IDs the daemon may show for an image loaded
 // from the bundle: the config digest of Primary (classic image store), the
 // index or manifest digest (containerd image store).
-func expectedIDs(im Image, containerd bool) []string {
+func expectedIDs(im Chosen, containerd bool) []string {
 	if containerd {
 		return []string{im.Digest.String(), im.Primary.Config.String()}
 	}
@@ -137,7 +137,7 @@ func expectedIDs(im Image, containerd bool) []string {
 // present returns the image's current ID in the daemon (by its name, and
 // for a digest reference also by its image ID) and whether it is the one
 // expected.
-func (d *Daemon) present(ctx context.Context, im Image, containerd bool) (string, bool, error) {
+func (d *Daemon) present(ctx context.Context, im Chosen, containerd bool) (string, bool, error) {
 	want := expectedIDs(im, containerd)
 	names := []string{dockerName(im)}
 	if !im.Tagged() {
@@ -159,7 +159,7 @@ func (d *Daemon) present(ctx context.Context, im Image, containerd bool) (string
 	return first, false, nil
 }
 
-func (d *Daemon) result(im Image, containerd bool) ImageResult {
+func (d *Daemon) result(im Chosen, containerd bool) ImageResult {
 	r := ImageResult{Ref: im.Ref, Target: dockerName(im), Digest: im.Primary.Config, Platforms: []string{im.Primary.Platform}}
 	if containerd {
 		r.Digest = im.Digest
@@ -170,7 +170,7 @@ func (d *Daemon) result(im Image, containerd bool) ImageResult {
 
 // Check says which images the daemon has under their names with the
 // expected image ID.
-func (d *Daemon) Check(ctx context.Context, b *Bundle, images []Image) (*Result, error) {
+func (d *Daemon) Check(ctx context.Context, b *Bundle, images []Chosen) (*Result, error) {
 	info, err := d.info(ctx)
 	if err != nil {
 		return nil, err
@@ -205,7 +205,7 @@ func (d *Daemon) Check(ctx context.Context, b *Bundle, images []Image) (*Result,
 
 // Holds says which images the daemon has under their names with the
 // expected image ID.
-func (d *Daemon) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, error) {
+func (d *Daemon) Holds(ctx context.Context, b *Bundle, images []Chosen) ([]bool, error) {
 	info, err := d.info(ctx)
 	if err != nil {
 		return nil, err
@@ -223,7 +223,7 @@ func (d *Daemon) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, 
 // a load sends decompressed (a graphdriver daemon on this machine with
 // cores to spare: inflate). The daemon hashes what it is sent against the
 // config's diff_ids; the load enforces the bomb limit as it decompresses.
-func (d *Daemon) InflatesLayers(ctx context.Context, b *Bundle, images []Image) (map[v1.Hash]bool, error) {
+func (d *Daemon) InflatesLayers(ctx context.Context, b *Bundle, images []Chosen) (map[v1.Hash]bool, error) {
 	if !d.inflate {
 		return nil, nil
 	}
@@ -243,7 +243,7 @@ func (d *Daemon) InflatesLayers(ctx context.Context, b *Bundle, images []Image) 
 }
 
 // sendBlobs are the layers and configs a load sends the daemon for im.
-func (d *Daemon) sendBlobs(im Image, containerd bool) []v1.Hash {
+func (d *Daemon) sendBlobs(im Chosen, containerd bool) []v1.Hash {
 	if containerd {
 		return im.Blobs()
 	}
@@ -251,7 +251,7 @@ func (d *Daemon) sendBlobs(im Image, containerd bool) []v1.Hash {
 }
 
 // Load sends the daemon the images it lacks in one POST /images/load.
-func (d *Daemon) Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error) {
+func (d *Daemon) Load(ctx context.Context, b *Bundle, images []Chosen, p Progress) (*Result, error) {
 	p = orNop(p)
 	info, err := d.info(ctx)
 	if err != nil {
@@ -259,7 +259,7 @@ func (d *Daemon) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 	}
 	cs := info.containerdStore()
 	res := &Result{Target: d.String(), Images: make([]ImageResult, len(images))}
-	var todo, skipped []Image
+	var todo, skipped []Chosen
 	for i, im := range images {
 		r := d.result(im, cs)
 		id, ok, err := d.present(ctx, im, cs)
@@ -316,12 +316,12 @@ func (d *Daemon) Load(ctx context.Context, b *Bundle, images []Image, p Progress
 // loadOriginal sends todo in one POST /images/load as a tar in the
 // bundle's format made from the original blobs (the containerd image
 // store, which keeps them and so the registry's digests).
-func (d *Daemon) loadOriginal(ctx context.Context, b *Bundle, todo []Image, p Progress, res *Result) error {
+func (d *Daemon) loadOriginal(ctx context.Context, b *Bundle, todo []Chosen, p Progress, res *Result) error {
 	sub, err := d.subIndex(b, todo, true)
 	if err != nil {
 		return err
 	}
-	layout, err := tarball.NewLayout(sub, "")
+	layout, err := tarball.NewPlan(sub, "")
 	if err != nil {
 		return fmt.Errorf("making the tar for the daemon: %w", err)
 	}
@@ -366,7 +366,7 @@ func (d *Daemon) loadOriginal(ctx context.Context, b *Bundle, todo []Image, p Pr
 // subIndex is the bundle.json of the tar sent to the daemon: the images to
 // load, each with Primary first (manifest.json gives docker the first),
 // only Primary for the classic store.
-func (d *Daemon) subIndex(b *Bundle, images []Image, containerd bool) (*tarball.Index, error) {
+func (d *Daemon) subIndex(b *Bundle, images []Chosen, containerd bool) (*tarball.Index, error) {
 	sub := &tarball.Index{SchemaVersion: tarball.SchemaVersion, Creator: "bundle load", Blobs: map[v1.Hash]tarball.Blob{}}
 	for _, im := range images {
 		e := im.Image

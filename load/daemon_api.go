@@ -202,7 +202,7 @@ func (d *Daemon) postLoad(ctx context.Context, body io.Reader) ([]string, error)
 }
 
 // tag names the image (its ID is Primary's config digest) by its tag.
-func (d *Daemon) tag(ctx context.Context, im Image) error {
+func (d *Daemon) tag(ctx context.Context, im Chosen) error {
 	if !im.Tagged() {
 		return nil
 	}

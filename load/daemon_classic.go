@@ -73,7 +73,7 @@ func (l classicLayer) entry() string {
 
 // classicImage is one image to load into a classic image store.
 type classicImage struct {
-	im     Image
+	im     Chosen
 	config v1.Hash
 	raw    []byte // the config's bytes
 	layers []classicLayer
@@ -81,7 +81,7 @@ type classicImage struct {
 
 // loadClassic loads todo into a daemon with the classic image store.
 // skipped are images the daemon holds already: their layers are not sent.
-func (d *Daemon) loadClassic(ctx context.Context, b *Bundle, todo, skipped []Image, p Progress, res *Result) error {
+func (d *Daemon) loadClassic(ctx context.Context, b *Bundle, todo, skipped []Chosen, p Progress, res *Result) error {
 	pl := newClassicPlanner(b, d.streams, d.inflate)
 	for _, im := range skipped {
 		if c, err := pl.plan(im); err == nil {

@@ -21,7 +21,7 @@ import (
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
-	gcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
+	ggcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -114,7 +114,7 @@ func TestDaemonClassicDecompressed(t *testing.T) {
 	}
 }
 
-func countTagged(images []Image) int {
+func countTagged(images []Chosen) int {
 	n := 0
 	for _, im := range images {
 		if im.Tagged() {
@@ -333,7 +333,7 @@ func writeBlobBundle(t *testing.T, dir, name string, blob []byte) string {
 
 func mustLayer(t *testing.T, data []byte) v1.Layer {
 	t.Helper()
-	l, err := gcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, gcrtarball.WithMediaType(types.DockerLayer))
+	l, err := ggcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, ggcrtarball.WithMediaType(types.DockerLayer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -669,7 +669,7 @@ func gzipMembers(t *testing.T, parts ...[]byte) v1.Layer {
 		zw.Close()
 	}
 	data := gz.Bytes()
-	l, err := gcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, gcrtarball.WithMediaType(types.DockerLayer))
+	l, err := ggcrtarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, ggcrtarball.WithMediaType(types.DockerLayer))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func newClassicPlanner(b *Bundle, streams int, inflate bool) *classicPlanner {
 }
 
 // plan reads im's config and works out its layers as a stream sends them.
-func (p *classicPlanner) plan(im Image) (*classicImage, error) {
+func (p *classicPlanner) plan(im Chosen) (*classicImage, error) {
 	m := im.Primary
 	raw, err := p.b.ReadBlob(m.Config, tarball.MaxConfigSize)
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 // ExternalNeeds returns, for each external blob the images use, the
 // references that use it; nil when the images need none (a delta bundle
 // whose selected images are all carried loads anywhere).
-func ExternalNeeds(b *Bundle, images []Image) map[v1.Hash][]string {
+func ExternalNeeds(b *Bundle, images []Chosen) map[v1.Hash][]string {
 	var out map[v1.Hash][]string
 	for _, im := range images {
 		for _, d := range im.Blobs() {
@@ -107,13 +107,13 @@ func plural(n int, one, many string) string {
 // ExternalChecker is a target that can tell which external blobs of a
 // delta bundle it lacks. Registry and Layout are.
 type ExternalChecker interface {
-	MissingExternal(ctx context.Context, b *Bundle, images []Image) ([]MissingBlob, error)
+	MissingExternal(ctx context.Context, b *Bundle, images []Chosen) ([]MissingBlob, error)
 }
 
 // CheckExternal makes sure the target holds every external blob the
 // images need, writing nothing: a *MissingExternalError lists those it
 // lacks, a *DeltaToDaemonError refuses a docker daemon.
-func CheckExternal(ctx context.Context, t Target, b *Bundle, images []Image) error {
+func CheckExternal(ctx context.Context, t Target, b *Bundle, images []Chosen) error {
 	needs := ExternalNeeds(b, images)
 	if len(needs) == 0 {
 		return nil
@@ -155,7 +155,7 @@ func sortMissing(m []MissingBlob) {
 // MissingExternal stats each external blob the images need in the
 // layout's blobs/sha256 (the size must match; its bytes are hashed when
 // the load reaches it, as every blob already there is).
-func (l *Layout) MissingExternal(ctx context.Context, b *Bundle, images []Image) ([]MissingBlob, error) {
+func (l *Layout) MissingExternal(ctx context.Context, b *Bundle, images []Chosen) ([]MissingBlob, error) {
 	var out []MissingBlob
 	root, err := l.openRoot()
 	if err != nil {
@@ -182,7 +182,7 @@ func (l *Layout) MissingExternal(ctx context.Context, b *Bundle, images []Image)
 // MissingExternal checks (HEAD) that each repository an image goes to
 // has the external blobs it needs, or that another repository of this load
 // has it to mount from.
-func (r *Registry) MissingExternal(ctx context.Context, b *Bundle, images []Image) ([]MissingBlob, error) {
+func (r *Registry) MissingExternal(ctx context.Context, b *Bundle, images []Chosen) ([]MissingBlob, error) {
 	_, missing, err := r.externalSources(ctx, b, images)
 	return missing, err
 }
@@ -190,7 +190,7 @@ func (r *Registry) MissingExternal(ctx context.Context, b *Bundle, images []Imag
 // externalSources finds, for each (repository, external blob) that the
 // images need, whether the repository has the blob or which repository of
 // this load to mount it from; what is found nowhere is missing.
-func (r *Registry) externalSources(ctx context.Context, b *Bundle, images []Image) (map[repoBlob]name.Repository, []MissingBlob, error) {
+func (r *Registry) externalSources(ctx context.Context, b *Bundle, images []Chosen) (map[repoBlob]name.Repository, []MissingBlob, error) {
 	needs := ExternalNeeds(b, images)
 	if len(needs) == 0 {
 		return nil, nil, nil
@@ -299,7 +299,7 @@ func (l *externalLayer) Uncompressed() (io.ReadCloser, error) { return l.Compres
 // checkExternalFirst runs before a registry load writes anything: it
 // refuses a delta bundle whose external blobs the registry lacks, and
 // returns where to mount those that are in another repository.
-func (r *Registry) checkExternalFirst(ctx context.Context, b *Bundle, images []Image) (map[repoBlob]name.Repository, error) {
+func (r *Registry) checkExternalFirst(ctx context.Context, b *Bundle, images []Chosen) (map[repoBlob]name.Repository, error) {
 	from, missing, err := r.externalSources(ctx, b, images)
 	if err != nil {
 		return nil, err

@@ -33,7 +33,7 @@ func writeDelta(t *testing.T, fx *fixture, have func(v1.Hash) bool) *fixture {
 			idx.Blobs[h] = b
 		}
 	}
-	l, err := tarball.NewLayout(&idx, "")
+	l, err := tarball.NewPlan(&idx, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -177,7 +177,7 @@ func writeBundle(t testing.TB, dir string, images []testImage) *fixture {
 		}
 		idx.Images = append(idx.Images, im)
 	}
-	l, err := tarball.NewLayout(idx, "")
+	l, err := tarball.NewPlan(idx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func (m mapSource) Open(_ context.Context, h v1.Hash) (io.ReadCloser, bool, erro
 }
 
 // openFixture opens the bundle and selects every image.
-func openFixture(t testing.TB, fx *fixture, sel Selection) (*Bundle, []Image) {
+func openFixture(t testing.TB, fx *fixture, sel Selection) (*Bundle, []Chosen) {
 	t.Helper()
 	b, err := Open(fx.path)
 	if err != nil {

@@ -239,7 +239,7 @@ func (li *layoutIndex) marshal() ([]byte, error) {
 }
 
 // descriptor is the index.json entry of an image: the bundle's own.
-func descriptor(im Image) v1.Descriptor {
+func descriptor(im Chosen) v1.Descriptor {
 	return v1.Descriptor{
 		MediaType: im.MediaType,
 		Digest:    im.Digest,
@@ -253,7 +253,7 @@ func descriptor(im Image) v1.Descriptor {
 
 // layoutBlobs are every blob an image needs in a layout, children first:
 // layers and configs, then manifests, then the index.
-func layoutBlobs(im Image) (data, mans []v1.Hash) {
+func layoutBlobs(im Chosen) (data, mans []v1.Hash) {
 	data = im.Blobs()
 	for _, m := range im.Manifests {
 		mans = append(mans, m.Digest)
@@ -264,7 +264,7 @@ func layoutBlobs(im Image) (data, mans []v1.Hash) {
 	return data, mans
 }
 
-func layoutNote(im Image) string {
+func layoutNote(im Chosen) string {
 	if im.Complete {
 		return ""
 	}
@@ -273,7 +273,7 @@ func layoutNote(im Image) string {
 
 // Check says which images index.json names with the bundle's digest and
 // every blob present (by size; Load also hashes them).
-func (l *Layout) Check(ctx context.Context, b *Bundle, images []Image) (*Result, error) {
+func (l *Layout) Check(ctx context.Context, b *Bundle, images []Chosen) (*Result, error) {
 	root, err := l.openRoot()
 	if err != nil {
 		return nil, err
@@ -322,7 +322,7 @@ func (l *Layout) Check(ctx context.Context, b *Bundle, images []Image) (*Result,
 
 // Holds says which images index.json names with every blob in place (a
 // stat each).
-func (l *Layout) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, error) {
+func (l *Layout) Holds(ctx context.Context, b *Bundle, images []Chosen) ([]bool, error) {
 	res, err := l.Check(ctx, b, images)
 	if err != nil {
 		return nil, err
@@ -335,7 +335,7 @@ func (l *Layout) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, 
 }
 
 // Load writes the images' blobs, then index.json.
-func (l *Layout) Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error) {
+func (l *Layout) Load(ctx context.Context, b *Bundle, images []Chosen, p Progress) (*Result, error) {
 	p = orNop(p)
 	if err := CheckExternal(ctx, l, b, images); err != nil { // external.go
 		return nil, err
@@ -619,7 +619,7 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 // filesystem lacks the room for the blobs it does not hold yet (each is
 // written whole to a temp file beside its name) and for the new
 // index.json, written beside the old one.
-func (l *Layout) checkSpace(b *Bundle, images []Image) error {
+func (l *Layout) checkSpace(b *Bundle, images []Chosen) error {
 	var plan space.Plan
 	var n int64
 	files := 1

@@ -120,7 +120,7 @@ func RewriteRef(ref name.Reference, host name.Registry, prefix string) (name.Ref
 	return repo.Tag(ref.Identifier()), nil
 }
 
-func (r *Registry) rewrite(im Image) (name.Reference, error) {
+func (r *Registry) rewrite(im Chosen) (name.Reference, error) {
 	ref, err := RewriteRef(im.Name, r.host, r.prefix)
 	if err != nil {
 		return nil, err
@@ -141,21 +141,21 @@ func (r *Registry) rewrite(im Image) (name.Reference, error) {
 
 // regImage is one image on its way into the registry.
 type regImage struct {
-	Image
+	Chosen
 	ref    name.Reference // in the target
 	want   v1.Hash        // what ref names once loaded
 	wantMT types.MediaType
 	result ImageResult
 }
 
-func (r *Registry) plan(images []Image) ([]*regImage, error) {
+func (r *Registry) plan(images []Chosen) ([]*regImage, error) {
 	var out []*regImage
 	for _, im := range images {
 		ref, err := r.rewrite(im)
 		if err != nil {
 			return nil, err
 		}
-		ri := &regImage{Image: im, ref: ref, want: im.Digest, wantMT: im.MediaType}
+		ri := &regImage{Chosen: im, ref: ref, want: im.Digest, wantMT: im.MediaType}
 		ri.result = ImageResult{Ref: im.Ref, Target: ref.String(), Platforms: im.Platforms()}
 		if !im.Complete {
 			ri.want, ri.wantMT = im.Primary.Digest, im.Primary.MediaType
@@ -193,7 +193,7 @@ func (r *Registry) plan(images []Image) ([]*regImage, error) {
 
 // Check says which images the registry holds under their rewritten
 // references, and how many of the others' blobs it lacks.
-func (r *Registry) Check(ctx context.Context, b *Bundle, images []Image) (*Result, error) {
+func (r *Registry) Check(ctx context.Context, b *Bundle, images []Chosen) (*Result, error) {
 	plan, err := r.plan(images)
 	if err != nil {
 		return nil, err
@@ -241,7 +241,7 @@ func (r *Registry) Check(ctx context.Context, b *Bundle, images []Image) (*Resul
 
 // Holds asks, for each image, whether its rewritten reference names the
 // bundle's digest (a manifest HEAD each, Jobs at a time).
-func (r *Registry) Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, error) {
+func (r *Registry) Holds(ctx context.Context, b *Bundle, images []Chosen) ([]bool, error) {
 	plan, err := r.plan(images)
 	if err != nil {
 		return nil, err
@@ -275,7 +275,7 @@ type repoBlob struct {
 
 // Load pushes the images the registry does not hold under their rewritten
 // references.
-func (r *Registry) Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error) {
+func (r *Registry) Load(ctx context.Context, b *Bundle, images []Chosen, p Progress) (*Result, error) {
 	p = orNop(p)
 	plan, err := r.plan(images)
 	if err != nil {

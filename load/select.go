@@ -12,8 +12,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// Image is one reference of the bundle, chosen for loading.
-type Image struct {
+// Chosen is one reference of the bundle, chosen for loading.
+type Chosen struct {
 	// Entry is the reference's entry in bundle.json, with Manifests cut
 	// down to the platform manifests selected.
 	tarball.Image
@@ -32,13 +32,13 @@ type Image struct {
 }
 
 // Tagged reports whether the reference has a tag (not a digest only).
-func (im Image) Tagged() bool {
+func (im Chosen) Tagged() bool {
 	_, ok := im.Name.(name.Tag)
 	return ok
 }
 
 // Platforms lists the selected manifests' platforms.
-func (im Image) Platforms() []string {
+func (im Chosen) Platforms() []string {
 	var out []string
 	for _, m := range im.Manifests {
 		out = append(out, m.Platform)
@@ -48,7 +48,7 @@ func (im Image) Platforms() []string {
 
 // Blobs returns the layers and configs of the selected manifests, each
 // once, layers first.
-func (im Image) Blobs() []v1.Hash {
+func (im Chosen) Blobs() []v1.Hash {
 	seen := map[v1.Hash]bool{}
 	var layers, configs []v1.Hash
 	for _, m := range im.Manifests {
@@ -88,7 +88,7 @@ func (e *NotInBundleError) Error() string {
 
 // Select chooses the images and platform manifests to load. Images with
 // none of the platforms asked for are left out, with a note saying so.
-func Select(b *Bundle, sel Selection) ([]Image, []string, error) {
+func Select(b *Bundle, sel Selection) ([]Chosen, []string, error) {
 	want := map[string]bool{}
 	var asked []string
 	for _, s := range sel.Images {
@@ -109,7 +109,7 @@ func Select(b *Bundle, sel Selection) ([]Image, []string, error) {
 		plats = append(plats, pp)
 	}
 
-	var out []Image
+	var out []Chosen
 	var notes []string
 	found := map[string]bool{}
 	for _, entry := range b.Index.Images {
@@ -121,7 +121,7 @@ func Select(b *Bundle, sel Selection) ([]Image, []string, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("bundle.json: %w", err)
 		}
-		im := Image{Image: entry, Name: ref}
+		im := Chosen{Image: entry, Name: ref}
 		im.Manifests = nil
 		primary := -1
 		for pi, p := range plats {
@@ -201,7 +201,7 @@ func matches(have string, want *v1.Platform) bool {
 
 // dockerChoice returns the manifest that the bundle's manifest.json gives
 // docker for the image, or its first selected manifest.
-func dockerChoice(b *Bundle, im Image) tarball.PlatformManifest {
+func dockerChoice(b *Bundle, im Chosen) tarball.PlatformManifest {
 	familiar := manifests.FamiliarName(im.Name)
 	for _, e := range b.DockerManifest {
 		if im.Tagged() && !slices.Contains(e.RepoTags, familiar) {

@@ -31,15 +31,15 @@ type Target interface {
 	Ping(ctx context.Context) error
 	// Check says, for each image, whether the target holds it already and,
 	// in Stats, how many blobs and bytes a load would send (at most).
-	Check(ctx context.Context, b *Bundle, images []Image) (*Result, error)
+	Check(ctx context.Context, b *Bundle, images []Chosen) (*Result, error)
 	// Holds says, for each image, whether the target already holds it as
 	// the bundle does (an image Load would skip), asking as little as it
 	// can. A load does not decompress the layers that only such images
 	// use in its verify pass.
-	Holds(ctx context.Context, b *Bundle, images []Image) ([]bool, error)
+	Holds(ctx context.Context, b *Bundle, images []Chosen) ([]bool, error)
 	// Load loads the images the target lacks, reporting to p (which may be
 	// nil).
-	Load(ctx context.Context, b *Bundle, images []Image, p Progress) (*Result, error)
+	Load(ctx context.Context, b *Bundle, images []Chosen, p Progress) (*Result, error)
 }
 
 // Inflater is a target that decompresses some layers itself as it loads
@@ -50,7 +50,7 @@ type Target interface {
 type Inflater interface {
 	// InflatesLayers names the layers that Load decompresses itself for
 	// images, as things stand (nil when none).
-	InflatesLayers(ctx context.Context, b *Bundle, images []Image) (map[v1.Hash]bool, error)
+	InflatesLayers(ctx context.Context, b *Bundle, images []Chosen) (map[v1.Hash]bool, error)
 }
 
 // Status says what happened, or with Check would happen, to one image.

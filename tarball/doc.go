@@ -11,7 +11,7 @@
 // it reads the headers and small JSON entries once, seeking past blobs,
 // and gives each entry's offset and size (File.Lookup, File.Section) for
 // random access; it fails as the Reader would on the same bytes.
-// The writer is deterministic: the same Layout, blobs and modification time
+// The writer is deterministic: the same Plan, blobs and modification time
 // give the same bytes. Every blob is checked against its digest and size
 // as it is copied in, so a damaged cache never reaches a bundle.
 //

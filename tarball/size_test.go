@@ -30,7 +30,7 @@ func TestSize(t *testing.T) {
 	for _, delta := range []int{0, 1, 511, 512, 513} {
 		// bundle.json of other lengths: padding to 512 bytes counts.
 		b.Index.Creator = string(bytes.Repeat([]byte("x"), delta))
-		l, err := tarball.NewLayout(b.Index, "")
+		l, err := tarball.NewPlan(b.Index, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,19 +18,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// Layout is everything a bundle holds, ready to be written.
-type Layout struct {
+// Plan is everything a bundle holds, ready to be written.
+type Plan struct {
 	Index          *Index
 	OCIIndex       []byte    // index.json
 	DockerManifest []byte    // manifest.json
 	Blobs          []v1.Hash // blob entries in write order: layers, configs, manifests, indexes
 }
 
-// NewLayout derives index.json, manifest.json and the blob order from
+// NewPlan derives index.json, manifest.json and the blob order from
 // bundle.json. dockerPlatform picks the manifest that manifest.json lists
 // for a multi-platform reference ("" means each image's first manifest).
-func NewLayout(idx *Index, dockerPlatform string) (*Layout, error) {
-	l := &Layout{Index: idx}
+func NewPlan(idx *Index, dockerPlatform string) (*Plan, error) {
+	l := &Plan{Index: idx}
 
 	oci := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	for _, im := range idx.Images {
@@ -188,7 +188,7 @@ func (e *BlobError) Error() string { return fmt.Sprintf("blob %s: %s", e.Digest,
 // manifest.json, the blobs/ directories, then every blob in l.Blobs order.
 // Each blob not verified by the source just now is hashed while copied
 // and must match its digest; every blob must have its size.
-func Write(ctx context.Context, w io.Writer, l *Layout, src BlobSource, opts WriteOptions) error {
+func Write(ctx context.Context, w io.Writer, l *Plan, src BlobSource, opts WriteOptions) error {
 	pw := &progressWriter{w: w, fn: opts.Progress}
 	tw := tar.NewWriter(pw)
 	mt := opts.ModTime.UTC().Truncate(time.Second)
@@ -284,7 +284,7 @@ func Write(ctx context.Context, w io.Writer, l *Layout, src BlobSource, opts Wri
 // block of records more for an entry of 8 GiB or more), and the two zero
 // blocks that end the tar. It is what create checks the free space
 // against before downloading.
-func Size(l *Layout) (int64, error) {
+func Size(l *Plan) (int64, error) {
 	idxJSON, err := MarshalIndex(l.Index)
 	if err != nil {
 		return 0, err

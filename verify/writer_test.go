@@ -34,7 +34,7 @@ func TestVerifyWriterOutput(t *testing.T) {
 		}
 	}
 	for _, platform := range []string{"", "linux/arm64/v8"} {
-		l, err := tarball.NewLayout(b.Index, platform)
+		l, err := tarball.NewPlan(b.Index, platform)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,7 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	ggcrtarball "github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -445,9 +445,9 @@ func layer(mt types.MediaType, files ...tarFile) (v1.Layer, error) {
 		return nil, fmt.Errorf("building layer: %w", err)
 	}
 	gz := gzBuf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+	l, err := ggcrtarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(gz)), nil
-	}, tarball.WithMediaType(mt))
+	}, ggcrtarball.WithMediaType(mt))
 	if err != nil {
 		return nil, fmt.Errorf("building layer: %w", err)
 	}
