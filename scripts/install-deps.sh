@@ -8,6 +8,9 @@
 #   ctr (containerd)                         package containerd
 #   strace (proves verify/load open no connection)  package strace
 #
+# Then scripts/tools.sh builds, once, the Go-installed tools into the tool dir
+# (cosign, oras, crane, Engine 29, containerd 2.4, runc): see that script.
+#
 # Idempotent: when everything is present it only says so. It runs `apt-get update`
 # once, and only when something has to be installed. It uses sudo only when not
 # root. Under CI=true it exits non-zero when, after installing, anything is still
@@ -47,13 +50,30 @@ missing_programs() {
 	done
 }
 
+# shellcheck source=tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
+
+# go_tools builds the Go-installed tools; under CI=true a failure fails.
+go_tools() {
+	if build_tools; then
+		log "go tools present in $(tooldir)"
+		return 0
+	fi
+	if [[ ${CI:-} == true ]]; then
+		log "error: CI=true and a Go-installed test tool could not be built"
+		exit 1
+	fi
+	log "warning: a Go-installed test tool is missing; tests that need it will be skipped (they fail under CI=true)"
+}
+
 mapfile -t missing < <(missing_programs)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
 	for pair in "${deps[@]}"; do
 		log "present: ${pair%%:*} ($(command -v "${pair%%:*}"))"
 	done
-	log "all test dependencies are present; nothing to do"
+	log "all packaged test dependencies are present"
+	go_tools
 	exit 0
 fi
 
@@ -105,6 +125,7 @@ if [[ ${#still[@]} -eq 0 ]]; then
 		log "present: ${pair%%:*} ($(command -v "${pair%%:*}"))"
 	done
 	log "installed: ${packages[*]}"
+	go_tools
 	exit 0
 fi
 

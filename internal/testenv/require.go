@@ -25,13 +25,32 @@ func CI() bool {
 	return err == nil && v
 }
 
-// LookPath finds a program on $PATH and then in the sbin directories.
+// ToolDir is where scripts/tools.sh builds the Go-installed test tools
+// (cosign, oras, crane in bin/; Engine 29, containerd 2.4 and runc in
+// engine29/): $BUNDLE_TOOLDIR, else $XDG_CACHE_HOME/bundle-tools, else
+// ~/.cache/bundle-tools. Keep in step with tooldir() in scripts/tools.sh.
+func ToolDir() string {
+	if d := os.Getenv("BUNDLE_TOOLDIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "bundle-tools")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "bundle-tools")
+	}
+	return filepath.Join(home, ".cache", "bundle-tools")
+}
+
+// LookPath finds a program on $PATH, then in the sbin directories, then in
+// ToolDir's bin.
 func LookPath(program string) (string, error) {
 	p, err := exec.LookPath(program)
 	if err == nil || strings.ContainsRune(program, '/') {
 		return p, err
 	}
-	for _, dir := range sbinDirs {
+	for _, dir := range append(sbinDirs, filepath.Join(ToolDir(), "bin")) {
 		candidate := filepath.Join(dir, program)
 		if fi, statErr := os.Stat(candidate); statErr == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return candidate, nil
