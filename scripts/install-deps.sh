@@ -66,7 +66,19 @@ go_tools() {
 	log "warning: a Go-installed test tool is missing; tests that need it will be skipped (they fail under CI=true)"
 }
 
+# The race detector needs cgo, and cgo a C compiler: a fresh host with only
+# Go has none, and `go test -race` would stop with "-race requires cgo".
+cgo_ok() { [[ $(go env CGO_ENABLED 2>/dev/null) == 1 ]] && command -v "$(go env CC 2>/dev/null || echo gcc)" >/dev/null 2>&1; }
+if ! cgo_ok; then
+	deps+=(gcc:gcc)
+fi
+
 mapfile -t missing < <(missing_programs)
+# libc6-dev comes with gcc's usual install (it is a Recommends); ask for it
+# explicitly so a minimal apt config still gets the headers cgo needs.
+for pair in "${missing[@]}"; do
+	if [[ $pair == gcc:gcc ]]; then missing+=(libc-headers:libc6-dev); fi
+done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
 	for pair in "${deps[@]}"; do

@@ -21,6 +21,11 @@ go vet ./...
 echo "== cross-builds (darwin, arm64)"
 GOOS=darwin go build ./... && GOARCH=arm64 go build ./...
 
+if [[ $(go env CGO_ENABLED) != 1 ]]; then
+	echo "test.sh: error: the race detector needs cgo, which is off (no C compiler, or CGO_ENABLED=0): install gcc and libc6-dev (scripts/install-deps.sh does as root), and leave CGO_ENABLED unset" >&2
+	exit 1
+fi
+
 echo "== go test (race detector on)"
 go test -race -count=1 -timeout 40m ./...
 
