@@ -296,6 +296,16 @@ func (r *Reader) startAt() error {
 	return nil
 }
 
+// startsLikeBundle says whether head, the bytes of a file shorter than one
+// tar block, can be the start of a bundle: bundle.json's header, cut.
+func startsLikeBundle(head []byte) bool {
+	name := []byte(IndexFile + "\x00")
+	if len(head) <= len(name) {
+		return bytes.HasPrefix(name, head)
+	}
+	return bytes.HasPrefix(head, name)
+}
+
 // readIndex reads the first header, which must be bundle.json's, and
 // bundle.json.
 func (r *Reader) readIndex() error {
@@ -306,6 +316,12 @@ func (r *Reader) readIndex() error {
 		}
 		if err == io.EOF {
 			return &NotBundleError{Detail: "the archive is empty"}
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) && !startsLikeBundle(r.tail.head) {
+			// A file shorter than one tar block (images.yaml given as
+			// -i) is not a truncated bundle unless its bytes are the
+			// start of one.
+			return &NotBundleError{Detail: "not a tar archive"}
 		}
 		if errors.Is(err, tar.ErrHeader) {
 			if bytes.HasPrefix(r.tail.head, []byte(IndexFile+"\x00")) {

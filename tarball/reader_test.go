@@ -242,6 +242,8 @@ func TestReaderCorrupt(t *testing.T) {
 		{"bad bundle.json", bundletest.Tar(bundletest.Entry{Name: tarball.IndexFile, Data: []byte("{")}), tarball.IndexFile, false},
 		{"unknown schema", bundletest.Tar(bundletest.Entry{Name: tarball.IndexFile, Data: []byte(`{"schemaVersion":2}`)}), tarball.IndexFile, false},
 		{"truncated gzip", gzipped(data)[:200], "", true},
+		{"cut inside the first header", data[:40], "", true},
+		{"cut inside bundle.json's name", data[:5], "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tarball.NewReader(bytes.NewReader(tc.data))
@@ -309,5 +311,17 @@ func TestNotBundleMessages(t *testing.T) {
 	_, err := tarball.NewReader(bytes.NewReader(gzipped(data))).Index()
 	if err == nil || err.Error() != "not a bundle file (looks like a docker save archive)" {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A file shorter than one tar block that is not the start of a bundle
+// (images.yaml given as -i) is not a bundle, not a truncated one.
+func TestReaderSmallFileIsNotBundle(t *testing.T) {
+	for _, data := range []string{"images:\n  - name: alpine:3.20\n", "x", strings.Repeat("bundle", 50)} {
+		_, err := tarball.NewReader(strings.NewReader(data)).Index()
+		var nb *tarball.NotBundleError
+		if !errors.As(err, &nb) || errors.Is(err, tarball.ErrTruncated) {
+			t.Errorf("%q: err = %v, want not a bundle file", data, err)
+		}
 	}
 }
