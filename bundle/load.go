@@ -308,6 +308,10 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 	}
 	var held, inflated map[v1.Hash]bool
 	if b != nil && scanErr == nil {
+		if err := selectsSomething(b, opts); err != nil {
+			b.Close()
+			return nil, err
+		}
 		held, inflated = shallowLayers(ctx, opts, target, b)
 	}
 	in := &Input{Reader: strings.NewReader(""), Name: name, Path: set.Base, Set: set} // volume 1 missing: verify says so
@@ -361,6 +365,28 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 	b.SetShallow(held)
 	b.SetLoaderInflates(inflated)
 	return b, nil
+}
+
+// selectsSomething fails before the verify pass (minutes on a big bundle)
+// when --image names a reference the bundle lacks, or --platform leaves
+// nothing to load: the names come from bundle.json, which the pass then
+// checks. Other problems of bundle.json are left to the pass to report.
+func selectsSomething(b *load.Bundle, opts LoadOptions) error {
+	if len(opts.Images) == 0 && len(opts.Platforms) == 0 {
+		return nil
+	}
+	images, notes, err := load.Select(b, load.Selection{Images: opts.Images, Platforms: opts.Platforms})
+	var nib *load.NotInBundleError
+	var se *load.SelectionError
+	switch {
+	case errors.As(err, &nib), errors.As(err, &se):
+		return err
+	case err != nil:
+		return nil
+	case len(images) == 0 && len(b.Index.Images) > 0:
+		return fmt.Errorf("nothing to load: %s", strings.Join(notes, "; "))
+	}
+	return nil
 }
 
 // shallowLayers are the layers that the verify pass checks by digest and

@@ -83,8 +83,23 @@ type NotInBundleError struct {
 }
 
 func (e *NotInBundleError) Error() string {
-	return fmt.Sprintf("not in the bundle: %s (it holds %s)", strings.Join(e.Refs, ", "), strings.Join(e.Have, ", "))
+	const shown = 20
+	have := strings.Join(e.Have[:min(len(e.Have), shown)], ", ")
+	if len(e.Have) > shown {
+		have += fmt.Sprintf(" and %d more: 'bundle list' shows them all", len(e.Have)-shown)
+	}
+	return fmt.Sprintf("not in the bundle: %s (it holds %s)", strings.Join(e.Refs, ", "), have)
 }
+
+// SelectionError is an --image or --platform that does not parse.
+type SelectionError struct {
+	Flag  string // "--image" or "--platform"
+	Value string
+	Err   error
+}
+
+func (e *SelectionError) Error() string { return fmt.Sprintf("%s %q: %v", e.Flag, e.Value, e.Err) }
+func (e *SelectionError) Unwrap() error { return e.Err }
 
 // Select chooses the images and platform manifests to load. Images with
 // none of the platforms asked for are left out, with a note saying so.
@@ -94,7 +109,7 @@ func Select(b *Bundle, sel Selection) ([]Chosen, []string, error) {
 	for _, s := range sel.Images {
 		r, err := manifests.ParseReference(s)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--image: %w", err)
+			return nil, nil, &SelectionError{Flag: "--image", Value: s, Err: err}
 		}
 		full := manifests.FullName(r)
 		want[full] = true
@@ -104,7 +119,7 @@ func Select(b *Bundle, sel Selection) ([]Chosen, []string, error) {
 	for _, p := range sel.Platforms {
 		pp, err := v1.ParsePlatform(p)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--platform %q: %w", p, err)
+			return nil, nil, &SelectionError{Flag: "--platform", Value: p, Err: err}
 		}
 		plats = append(plats, pp)
 	}
