@@ -117,6 +117,9 @@ func Select(b *Bundle, sel Selection) ([]Chosen, []string, error) {
 	}
 	var plats []*v1.Platform
 	for _, p := range sel.Platforms {
+		if err := manifests.CheckTypedPlatform(p); err != nil {
+			return nil, nil, &SelectionError{Flag: "--platform", Value: p, Err: err}
+		}
 		pp, err := v1.ParsePlatform(p)
 		if err != nil {
 			return nil, nil, &SelectionError{Flag: "--platform", Value: p, Err: err}

@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -43,6 +44,40 @@ var archHints = map[string]string{
 	"i386":    "386",
 	"i686":    "386",
 	"x86":     "386",
+}
+
+// knownOS and knownArch are the operating systems and architectures
+// registries name platforms by (Go's GOOS and GOARCH values, which the OCI
+// image spec uses).
+var (
+	knownOS   = []string{"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "dragonfly", "solaris", "illumos", "aix", "android", "ios", "plan9", "js", "wasip1", "zos"}
+	knownArch = []string{"amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64", "mips", "mipsle", "mips64", "mips64le", "loong64", "wasm", "sparc64"}
+)
+
+// CheckTypedPlatform is CheckPlatform for a platform a person typed (in
+// images.yaml or a --platform flag): it must also name a known operating
+// system and architecture, so that linux/amd46 is an error at parse time
+// (with the nearest known name) rather than an image that matches nothing.
+// CheckPlatform alone is for platforms read from registries and lockfiles,
+// which may name others.
+func CheckTypedPlatform(s string) error {
+	if err := CheckPlatform(s); err != nil {
+		return err
+	}
+	p, _ := v1.ParsePlatform(s)
+	for _, k := range []struct {
+		what, got string
+		known     []string
+	}{{"operating system", p.OS, knownOS}, {"architecture", p.Architecture, knownArch}} {
+		if slices.Contains(k.known, k.got) {
+			continue
+		}
+		if near, ok := Nearest(k.got, k.known); ok {
+			return fmt.Errorf("bad platform %q: unknown %s %q; did you mean %q?", s, k.what, k.got, near)
+		}
+		return fmt.Errorf("bad platform %q: unknown %s %q (known: %s)", s, k.what, k.got, strings.Join(k.known, ", "))
+	}
+	return nil
 }
 
 // CheckPlatform reports whether s is a platform bundle can select:

@@ -204,8 +204,8 @@ func findBadChar(data []byte) (line, col int, ok bool) {
 type field struct{ key, val *yaml.Node }
 
 // fields reads a mapping's pairs, reporting keys that are not plain
-// strings, unknown, or repeated. hint, when set, adds advice to an
-// unknown-key error.
+// strings, unknown, or repeated. An unknown key gets the nearest known
+// one as advice, or else hint's, when set.
 func (p *parser) fields(m *yaml.Node, where string, known []string, hint func(k, v *yaml.Node) string) map[string]field {
 	out := make(map[string]field, len(known))
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -217,7 +217,9 @@ func (p *parser) fields(m *yaml.Node, where string, known []string, hint func(k,
 			p.errs.add(p.at(k), nil, "merge keys (<<) are not supported %s", where)
 		case !slices.Contains(known, k.Value):
 			h := ""
-			if hint != nil {
+			if near, ok := Nearest(k.Value, known); ok {
+				h = fmt.Sprintf("; did you mean %q?", near)
+			} else if hint != nil {
 				h = hint(k, v)
 			}
 			p.errs.add(p.at(k), nil, "unknown key %q %s (known: %s)%s", k.Value, where, strings.Join(known, ", "), h)
@@ -288,7 +290,7 @@ func (p *parser) platforms(f field) []string {
 		seen[s] = pos
 		if s == AllPlatforms {
 			allAt = it
-		} else if err := CheckPlatform(s); err != nil {
+		} else if err := CheckTypedPlatform(s); err != nil {
 			p.errs.add(pos, err, "%s", err)
 			continue
 		}
