@@ -99,7 +99,7 @@ func (s *session) conn(repo name.Repository) (*conn, error) {
 		}
 		c.rt, err = transport.NewWithContext(s.ctx, repo.Registry, auth, s.base, scopes)
 		if err != nil {
-			c.err = fmt.Errorf("connecting to %s: %w", repo.RegistryStr(), fetch.Describe(err))
+			c.err = connectError(repo.Registry, err, s.r.opts.Retry.Attempts, s.r.insecure)
 			return
 		}
 		c.client = &http.Client{Transport: c.rt}
@@ -126,9 +126,19 @@ func (r *Registry) Ping(ctx context.Context) error {
 	}
 	base := fetch.NewRetryTransport(fetch.RetryPolicy{Attempts: 2, Base: r.opts.Retry.Base, Max: r.opts.Retry.Max}, r.insecure, notify)
 	if _, err := transport.NewWithContext(ctx, r.host, auth, base, nil); err != nil {
-		return fmt.Errorf("connecting to %s: %w", r.host.RegistryStr(), fetch.Describe(err))
+		return connectError(r.host, err, 2, r.insecure)
 	}
 	return nil
+}
+
+// connectError is the error of a first request to a registry that failed:
+// fetch.UnreachableError when no connection was made, else the described
+// answer.
+func connectError(reg name.Registry, err error, attempts int, insecure bool) error {
+	if u := fetch.Unreachable(reg.RegistryStr(), err, attempts, reg.Scheme() == "http" || insecure); u != nil {
+		return u
+	}
+	return fmt.Errorf("connecting to %s: %w", reg.RegistryStr(), fetch.Describe(err))
 }
 
 // headBlob reports whether repo has blob d.
