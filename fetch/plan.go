@@ -2,9 +2,12 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -199,6 +203,9 @@ func resolve(ctx context.Context, client *Client, t Source) (*Resolved, error) {
 		top, err = manifestByDigest(ctx, client, repo, mustHash(t.From.Identifier()))
 	default:
 		top, err = client.GetManifest(ctx, t.From)
+		if tag, ok := t.From.(name.Tag); ok && err != nil {
+			err = tagNotFound(ctx, client, tag, err)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -260,6 +267,38 @@ func resolve(ctx context.Context, client *Client, t Source) (*Resolved, error) {
 		r.Image.Manifests = append(r.Image.Manifests, *pm)
 	}
 	return r, nil
+}
+
+// tagNotFound adds to a 404 for a tag the tags the repository has that
+// are nearest to it (at most 5), and that a name without a tag means
+// :latest. Other errors, and a repository whose tags cannot be listed,
+// are left as they are.
+func tagNotFound(ctx context.Context, client *Client, tag name.Tag, err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) || te.StatusCode != http.StatusNotFound {
+		return err
+	}
+	all, lerr := client.ListTags(ctx, tag.Context())
+	if lerr != nil {
+		return err
+	}
+	msg := err.Error()
+	if len(all) == 0 {
+		msg += "; the repository has no tags"
+	} else {
+		near := slices.Clone(all)
+		want := tag.TagStr()
+		slices.SortStableFunc(near, func(a, b string) int { return manifests.EditDistance(want, a) - manifests.EditDistance(want, b) })
+		shown := near[:min(len(near), 5)]
+		msg += "; the repository has " + strings.Join(shown, ", ")
+		if len(near) > len(shown) {
+			msg += fmt.Sprintf(" and %d more", len(near)-len(shown))
+		}
+	}
+	if tag.TagStr() == name.DefaultTag {
+		msg += " (a name without a tag means :latest)"
+	}
+	return &registryError{msg: msg, err: err}
 }
 
 func isDigest(r name.Reference) bool { _, ok := r.(name.Digest); return ok }

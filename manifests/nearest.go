@@ -17,6 +17,11 @@ func Nearest(s string, candidates []string) (string, bool) {
 	return best, true
 }
 
+// EditDistance is the number of edits (insertions, deletions,
+// substitutions, adjacent swaps) between a and b; strings over 64 runes
+// count as far from everything.
+func EditDistance(a, b string) int { return editDistance(a, b) }
+
 // editDistance is the Damerau–Levenshtein distance (optimal string
 // alignment: an adjacent swap counts as one edit, so "nmae" is one from
 // "name").
