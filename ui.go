@@ -104,7 +104,11 @@ func (u *statusUI) endBar() {
 
 func (u *statusUI) endBarLocked() {
 	if u.bar != nil {
+		// Finish renders only when the throttle lets it, and only a
+		// render clears a bar on finish: clear it here, so that what is
+		// printed next starts on a clean line.
 		_ = u.bar.Finish()
+		_ = u.bar.Clear()
 		u.bar = nil
 	}
 }
@@ -115,10 +119,17 @@ func (u *statusUI) Retry(what string, attempt int, reason string, wait time.Dura
 }
 
 // createUI shows bundle create's progress: one line per resolved image,
-// and on a terminal a bar of the bytes written, with the bytes downloaded.
+// and on a terminal one bar over the two things create does once it has
+// planned: fetching what the cache lacks and writing the file. Its total
+// is the bytes to download plus the bytes to write, so the percentage,
+// rate and ETA move with whichever phase is running (the write waits for
+// the downloads of the blobs it reaches); its label says each phase's part.
 type createUI struct {
 	statusUI
-	down atomic.Int64
+	down, written atomic.Int64
+	planned       atomic.Bool
+	downBase      int64 // downloaded before the plan (manifests, configs)
+	toDown, total int64
 }
 
 func newCreateUI(w io.Writer, quiet bool) *createUI {
@@ -126,8 +137,15 @@ func newCreateUI(w io.Writer, quiet bool) *createUI {
 }
 
 func (u *createUI) Downloaded(n int64) {
-	if d := u.down.Add(n); u.tty {
-		u.barDescribe(fmt.Sprintf("writing (downloaded %s)", humanBytes(d)))
+	after := u.down.Add(n)
+	if u.tty && u.planned.Load() {
+		// Bytes fetched again (a retry from the start) do not move the
+		// bar past the download's part of it.
+		before := max(after-n-u.downBase, 0)
+		if add := min(after-u.downBase, u.toDown) - min(before, u.toDown); add > 0 {
+			u.barAdd(add)
+		}
+		u.describe()
 	}
 }
 
@@ -137,9 +155,29 @@ func (u *createUI) Resolved(ref string, digest v1.Hash, platforms []string) {
 
 func (u *createUI) Planned(blobs int, total, toDownload int64) {
 	u.printf("writing %d blobs (%s), %s to download\n", blobs, humanBytes(total), humanBytes(toDownload))
-	u.startBar(total, "writing")
+	u.downBase, u.toDown, u.total = u.down.Load(), toDownload, total
+	u.startBar(toDownload+total, u.label(0, 0))
+	u.planned.Store(true)
 }
 
-func (u *createUI) Written(n int64) { u.barAdd(n) }
+func (u *createUI) Written(n int64) {
+	u.written.Add(n)
+	u.barAdd(n)
+	u.describe()
+}
+
+// label says how far each phase is: "fetched 12.0 MiB/236.9 MiB, wrote 0 B/300.1 MiB".
+func (u *createUI) label(down, written int64) string {
+	if u.toDown <= 0 {
+		return fmt.Sprintf("writing %s/%s", humanBytes(written), humanBytes(u.total))
+	}
+	return fmt.Sprintf("fetched %s/%s, wrote %s/%s", humanBytes(min(down, u.toDown)), humanBytes(u.toDown), humanBytes(written), humanBytes(u.total))
+}
+
+func (u *createUI) describe() {
+	if u.tty {
+		u.barDescribe(u.label(u.down.Load()-u.downBase, u.written.Load()))
+	}
+}
 
 func (u *createUI) finish() { u.endBar() }

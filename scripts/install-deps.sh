@@ -7,6 +7,7 @@
 #   podman                                   package podman
 #   ctr (containerd)                         package containerd
 #   strace (proves verify/load open no connection)  package strace
+#   tmux (create's progress bar on a real terminal)  package tmux
 #
 # Then scripts/tools.sh builds, once, the Go-installed tools into the tool dir
 # (cosign, oras, crane, Engine 29, containerd 2.4, runc): see that script.
@@ -39,6 +40,7 @@ deps=(
 	podman:podman
 	ctr:containerd
 	strace:strace
+	tmux:tmux
 )
 
 missing_programs() {
