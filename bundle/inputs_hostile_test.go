@@ -56,7 +56,7 @@ func TestLockFilePlanted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if f, err := lockOutput(out); err == nil {
-		f.Close()
+		f.Release()
 		t.Errorf("a lock file that is a link was followed")
 	} else if !strings.Contains(err.Error(), lock) {
 		t.Errorf("lockOutput: %v; want the lock file named", err)
@@ -74,7 +74,7 @@ func TestLockFilePlanted(t *testing.T) {
 	err := testenv.Within(t, "lockOutput", func() error {
 		f, err := lockOutput(out)
 		if err == nil {
-			f.Close()
+			f.Release()
 		}
 		return err
 	})

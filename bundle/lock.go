@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/bundle-tool/bundle/internal/atomicfile"
@@ -13,11 +12,10 @@ import (
 
 // lockOutput takes an exclusive lock on ".<name>.lock" beside the output,
 // so two runs writing the same bundle (two cron entries) never race: the
-// second fails at once with a clear message. The lock file stays (empty);
-// removing it would let a third run lock a different inode. A link or a
-// FIFO planted under the lock's name is refused, never followed or
-// waited on.
-func lockOutput(abs string) (*os.File, error) {
+// second fails at once with a clear message. Release removes it (see
+// atomicfile.Lock for why that is safe). A link or a FIFO planted under
+// the lock's name is refused, never followed or waited on.
+func lockOutput(abs string) (*atomicfile.Held, error) {
 	p := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".lock")
 	f, err := atomicfile.Lock(p)
 	var nr *safefs.NotRegularError

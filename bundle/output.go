@@ -27,7 +27,7 @@ import (
 type outputFile struct {
 	path string
 	f    *os.File
-	lock *os.File
+	lock *atomicfile.Held
 	done bool
 
 	sum    hash.Hash
@@ -77,14 +77,14 @@ func openOutput(path string) (*outputFile, error) {
 	removeStaleTemps(abs)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(abs)+".tmp-*")
 	if err != nil {
-		lock.Close()
+		lock.Release()
 		return nil, fmt.Errorf("cannot write to output directory %s: %w", dir, errors.Unwrap(err))
 	}
 	// CreateTemp makes 0600 files; a bundle is meant to be copied and read.
 	if err := f.Chmod(0o644); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		lock.Close()
+		lock.Release()
 		return nil, err
 	}
 	o := &outputFile{
@@ -213,7 +213,7 @@ func (o *outputFile) commit() (string, int64, error) {
 		_ = d.Sync()
 		d.Close()
 	}
-	o.lock.Close()
+	o.lock.Release()
 	return sum, o.n, nil
 }
 
@@ -225,7 +225,7 @@ func (o *outputFile) abort() {
 	_ = o.flush()
 	o.f.Close()
 	os.Remove(o.f.Name())
-	o.lock.Close()
+	o.lock.Release()
 }
 
 // removeStaleTemps removes the temp files that writing abs (and its

@@ -171,7 +171,7 @@ func (s *streamOutput) writeErr() error                { return nil }
 type splitOutput struct {
 	base string // absolute
 	size int64
-	lock *os.File
+	lock *atomicfile.Held
 
 	cur     *os.File
 	curN    int64
@@ -208,7 +208,7 @@ func openSplit(path string, size int64) (*splitOutput, error) {
 	removeStaleVolumeTemps(abs)
 	s := &splitOutput{base: abs, size: size, lock: lock, failCh: make(chan struct{})}
 	if err := s.next(); err != nil {
-		lock.Close()
+		lock.Release()
 		return nil, err
 	}
 	return s, nil
@@ -334,7 +334,7 @@ func (s *splitOutput) commit() (string, int64, error) {
 		_ = d.Sync()
 		d.Close()
 	}
-	s.lock.Close()
+	s.lock.Release()
 	return "", s.n, nil
 }
 
@@ -349,7 +349,7 @@ func (s *splitOutput) abort() {
 	for _, tmp := range s.temps {
 		os.Remove(tmp)
 	}
-	s.lock.Close()
+	s.lock.Release()
 }
 
 // removeStaleVolumeTemps removes the temp files of a killed run that wrote

@@ -104,16 +104,53 @@ func TestLockHeld(t *testing.T) {
 	}
 	if g, err := Lock(p); !errors.Is(err, ErrHeld) {
 		if g != nil {
-			g.Close()
+			g.Release()
 		}
 		t.Fatalf("second Lock: %v; want ErrHeld", err)
 	}
-	Unlock(f)
+	f.Release()
+	if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the lock file is left after Release: %v", err)
+	}
+	f.Release() // a second Release does nothing
 	g, err := Lock(p)
 	if err != nil {
-		t.Fatalf("Lock after Unlock: %v", err)
+		t.Fatalf("Lock after Release: %v", err)
 	}
-	Unlock(g)
+	g.Release()
+}
+
+// A run that opened the lock file just before its holder released (and
+// removed) it must not end up holding the removed inode while a third run
+// locks a new file under the same name.
+func TestLockAfterRemoval(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "lock")
+	first, err := Lock(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	testHookAfterOpen = func() {
+		if calls++; calls == 1 {
+			first.Release() // between the second run's open and its flock
+		}
+	}
+	t.Cleanup(func() { testHookAfterOpen = nil })
+	second, err := Lock(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Release()
+	testHookAfterOpen = nil
+	if calls < 2 {
+		t.Errorf("Lock did not try again after the file it opened was removed (%d opens)", calls)
+	}
+	if third, err := Lock(p); !errors.Is(err, ErrHeld) {
+		if third != nil {
+			third.Release()
+		}
+		t.Errorf("a third Lock while the second holds = %v; want ErrHeld", err)
+	}
 }
 
 func TestLockDirHeld(t *testing.T) {
@@ -148,7 +185,7 @@ func TestLockRefusesLinkAndFIFO(t *testing.T) {
 	var nr *safefs.NotRegularError
 	if f, err := Lock(link); !errors.As(err, &nr) {
 		if f != nil {
-			f.Close()
+			f.Release()
 		}
 		t.Errorf("Lock on a link: %v; want a *NotRegularError", err)
 	}
@@ -163,7 +200,7 @@ func TestLockRefusesLinkAndFIFO(t *testing.T) {
 	go func() {
 		f, err := Lock(fifo)
 		if f != nil {
-			f.Close()
+			f.Release()
 		}
 		done <- err
 	}()
