@@ -66,9 +66,8 @@ func runCreate(c *cli.Context) error {
 		Locked:         c.String("locked"),
 		CacheDir:       c.String("cache"),
 		Jobs:           c.Int("jobs"),
-		Insecure:       c.StringSlice("insecure"),
+		Access:         fetch.NewAccess(c.StringSlice("insecure"), c.Int("retries"), c.Duration("stall-timeout")),
 		DockerPlatform: c.String("docker-platform"),
-		StallTimeout:   c.Duration("stall-timeout"),
 		Creator:        "bundle " + version,
 		NoSpaceCheck:   c.Bool("no-space-check"),
 	}
@@ -89,10 +88,6 @@ func runCreate(c *cli.Context) error {
 		return usagef("--segment-threshold wants a size such as 64M (got %q)", c.String("segment-threshold"))
 	}
 	opts.SegmentThreshold = n
-	if r := c.Int("retries"); r > 0 {
-		opts.Retry = fetch.DefaultRetryPolicy
-		opts.Retry.Attempts = r
-	}
 	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
 		sec, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

@@ -58,17 +58,10 @@ func runInventory(c *cli.Context) error {
 		return usagef("--jobs must be at least 1")
 	}
 	opts := bundle.InventoryOptions{
-		From:     c.String("from"),
-		File:     c.String("file"),
-		Insecure: c.StringSlice("insecure"),
-		Jobs:     c.Int("jobs"),
-	}
-	if r := c.Int("retries"); r > 0 {
-		opts.Retry = fetch.DefaultRetryPolicy
-		opts.Retry.Attempts = r
-	}
-	if d := c.Duration("stall-timeout"); d > 0 {
-		opts.Retry.Stall = d
+		From:   c.String("from"),
+		File:   c.String("file"),
+		Access: fetch.NewAccess(c.StringSlice("insecure"), c.Int("retries"), c.Duration("stall-timeout")),
+		Jobs:   c.Int("jobs"),
 	}
 	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
 		sec, err := strconv.ParseInt(v, 10, 64)

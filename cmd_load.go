@@ -115,14 +115,7 @@ func runLoad(c *cli.Context) error {
 		Images:     c.StringSlice("image"),
 		Platforms:  c.StringSlice("platform"),
 		Jobs:       c.Int("jobs"),
-		Insecure:   c.StringSlice("insecure"),
-	}
-	if r := c.Int("retries"); r > 0 {
-		opts.Retry = fetch.DefaultRetryPolicy
-		opts.Retry.Attempts = r
-	}
-	if d := c.Duration("stall-timeout"); d > 0 {
-		opts.Retry.Stall = d
+		Access:     fetch.NewAccess(c.StringSlice("insecure"), c.Int("retries"), c.Duration("stall-timeout")),
 	}
 	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
 	ui := newLoadUI(c.App.ErrWriter, quiet)
