@@ -33,23 +33,25 @@ Examples:
    bundle create -f images.yaml -o images.tar.gz --gzip
    bundle create -f images.yaml --base images-monday.tar -o delta.tar   # only new layers
    bundle create -f images.yaml --have have.json -o delta.tar  # have.json: bundle inventory`,
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest file (images.yaml or images.txt)", Required: true},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle file to write, or - for stdout", Required: true},
-			&cli.StringFlag{Name: "lock", Usage: "write the digest each reference resolved to into this lockfile"},
-			&cli.StringFlag{Name: "locked", Usage: "fetch exactly the digests of this lockfile (a moved tag is an error)"},
-			&cli.StringFlag{Name: "cache", Usage: "blob cache directory (default $XDG_CACHE_HOME/bundle)", EnvVars: []string{"BUNDLE_CACHE"}},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel downloads", Value: bundle.DefaultJobs()},
-			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
-			&cli.StringFlag{Name: "docker-platform", Usage: "platform that manifest.json lists for multi-arch references (default: the first platform asked for)"},
-			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
-			&cli.DurationFlag{Name: "stall-timeout", Usage: "drop and retry (a blob: resume with a Range request) a transfer that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
-			&cli.IntFlag{Name: "segments", Usage: "Range requests at once for one large blob, when the registry caps each connection's rate (1: one stream)", Value: fetch.DefaultSegments},
-			&cli.StringFlag{Name: "segment-threshold", Usage: "blobs of at least `SIZE` are downloaded in segments (K, M, G = KiB, MiB, GiB)", Value: "64M"},
-			&cli.BoolFlag{Name: "no-space-check", Usage: "skip the check, before downloading, that the cache's and the output's disks have room (for filesystems whose free space statfs misreports)"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
-		}, createVolumeFlags...), // cmd_create_volumes.go
+		Flags: flagList(
+			[]cli.Flag{
+				&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest file (images.yaml or images.txt)", Required: true},
+				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle file to write, or - for stdout", Required: true},
+				&cli.StringFlag{Name: "lock", Usage: "write the digest each reference resolved to into this lockfile"},
+				&cli.StringFlag{Name: "locked", Usage: "fetch exactly the digests of this lockfile (a moved tag is an error)"},
+				&cli.StringFlag{Name: "cache", Usage: "blob cache directory (default $XDG_CACHE_HOME/bundle)", EnvVars: []string{"BUNDLE_CACHE"}},
+				jobsFlag("parallel downloads"),
+			},
+			registryFlags(retriesUsage, "drop and retry (a blob: resume with a Range request) a transfer that moves less than 64 KiB (or what is left) in this long"),
+			[]cli.Flag{
+				&cli.StringFlag{Name: "docker-platform", Usage: "platform that manifest.json lists for multi-arch references (default: the first platform asked for)"},
+				&cli.IntFlag{Name: "segments", Usage: "Range requests at once for one large blob, when the registry caps each connection's rate (1: one stream)", Value: fetch.DefaultSegments},
+				&cli.StringFlag{Name: "segment-threshold", Usage: "blobs of at least `SIZE` are downloaded in segments (K, M, G = KiB, MiB, GiB)", Value: "64M"},
+				&cli.BoolFlag{Name: "no-space-check", Usage: "skip the check, before downloading, that the cache's and the output's disks have room (for filesystems whose free space statfs misreports)"},
+			},
+			outputFlags(quietUsage, "print one JSON summary on stdout"),
+			createVolumeFlags, // cmd_create_volumes.go
+		),
 		Action: runCreate,
 	})
 }
@@ -58,6 +60,11 @@ func runCreate(c *cli.Context) error {
 	if c.Args().Len() > 0 {
 		return usagef("create takes no arguments (got %q); use -f and -o", c.Args().First())
 	}
+	jobs, err := readJobs(c)
+	if err != nil {
+		return err
+	}
+	out := readOutput(c)
 	opts := bundle.CreateOptions{
 		File:           c.String("file"),
 		Output:         c.String("output"),
@@ -65,13 +72,13 @@ func runCreate(c *cli.Context) error {
 		Lock:           c.String("lock"),
 		Locked:         c.String("locked"),
 		CacheDir:       c.String("cache"),
-		Jobs:           c.Int("jobs"),
-		Access:         fetch.NewAccess(c.StringSlice("insecure"), c.Int("retries"), c.Duration("stall-timeout")),
+		Jobs:           jobs,
+		Access:         readRegistry(c),
 		DockerPlatform: c.String("docker-platform"),
 		Creator:        "bundle " + version,
 		NoSpaceCheck:   c.Bool("no-space-check"),
 	}
-	if opts.Output == "-" && c.Bool("json") {
+	if opts.Output == "-" && out.json {
 		return usagef("--json and -o - both write to stdout; choose one")
 	}
 	if opts.Lock != "" && opts.Locked != "" && opts.Lock == opts.Locked {
@@ -96,7 +103,7 @@ func runCreate(c *cli.Context) error {
 		t := time.Unix(sec, 0).UTC()
 		opts.SourceDateEpoch = &t
 	}
-	ui := newCreateUI(c.App.ErrWriter, c.Bool("quiet"))
+	ui := newCreateUI(c.App.ErrWriter, out.quiet)
 	opts.Progress = ui
 	res, err := bundle.Create(c.Context, opts)
 	ui.finish()
@@ -107,7 +114,7 @@ func runCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
+	if out.json {
 		b, err := bundle.MarshalResult(res)
 		if err != nil {
 			return err

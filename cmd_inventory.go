@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
-	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/urfave/cli/v2"
@@ -36,16 +35,16 @@ Examples:
    bundle inventory --from docker://registry.local:5000/mirror -o have.json
    bundle inventory --from oci:/srv/images -o have.json
    bundle inventory --from docker://registry.local:5000/mirror -f images.yaml -o have.json`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "from", Usage: "what to list: docker://HOST[/PREFIX], oci:DIR or a bundle file", Required: true},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "inventory file to write, or - for stdout", Value: "-"},
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "registry: walk only the repositories of this manifest file, not the catalog"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "repositories walked at once", Value: bundle.DefaultJobs()},
-			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
-			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
-			&cli.DurationFlag{Name: "stall-timeout", Usage: "registry: drop and retry a transfer that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-		},
+		Flags: flagList(
+			[]cli.Flag{
+				&cli.StringFlag{Name: "from", Usage: "what to list: docker://HOST[/PREFIX], oci:DIR or a bundle file", Required: true},
+				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "inventory file to write, or - for stdout", Value: "-"},
+				&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "registry: walk only the repositories of this manifest file, not the catalog"},
+				jobsFlag("repositories walked at once"),
+			},
+			registryFlags(retriesUsage, "registry: drop and retry a transfer that moves less than 64 KiB (or what is left) in this long"),
+			[]cli.Flag{quietFlag(quietUsage)},
+		),
 		Action: runInventory,
 	})
 }
@@ -54,14 +53,15 @@ func runInventory(c *cli.Context) error {
 	if c.Args().Len() > 0 {
 		return usagef("inventory takes no arguments (got %q); name the source with --from", c.Args().First())
 	}
-	if c.Int("jobs") < 1 {
-		return usagef("--jobs must be at least 1")
+	jobs, err := readJobs(c)
+	if err != nil {
+		return err
 	}
 	opts := bundle.InventoryOptions{
 		From:   c.String("from"),
 		File:   c.String("file"),
-		Access: fetch.NewAccess(c.StringSlice("insecure"), c.Int("retries"), c.Duration("stall-timeout")),
-		Jobs:   c.Int("jobs"),
+		Access: readRegistry(c),
+		Jobs:   jobs,
 	}
 	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
 		sec, err := strconv.ParseInt(v, 10, 64)
@@ -86,7 +86,7 @@ func runInventory(c *cli.Context) error {
 	} else if err := atomicfile.WriteFile(out, data, 0o644); err != nil {
 		return err
 	}
-	if !c.Bool("quiet") {
+	if !readOutput(c).quiet {
 		what := fmt.Sprintf("%d %s", st.Blobs, plural(st.Blobs, "blob", "blobs"))
 		if st.Repositories > 0 || strings.HasPrefix(opts.From, "docker://") {
 			what += fmt.Sprintf(" in %d %s (%d tags, %d manifests)", st.Repositories, plural(st.Repositories, "repository", "repositories"), st.Tags, st.Manifests)

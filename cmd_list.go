@@ -30,7 +30,7 @@ Examples:
    bundle list -i images.tar --json | jq -r '.images[].ref'`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to read, or - for stdin", Required: true},
-			&cli.BoolFlag{Name: "json", Usage: "print the listing as one JSON object on stdout"},
+			jsonFlag("print the listing as one JSON object on stdout"),
 		},
 		Action: runList,
 	})
@@ -54,7 +54,7 @@ func runList(c *cli.Context) error {
 		}
 		return fmt.Errorf("%s: %w", in.Name, err)
 	}
-	if c.Bool("json") {
+	if readOutput(c).json {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		return enc.Encode(l)

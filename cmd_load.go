@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/bundle-tool/bundle/bundle"
-	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
@@ -78,19 +77,19 @@ Examples:
    bundle load -i delta.tar --to docker://registry.local:5000/mirror
    bundle load -i images.tar --image debian:bookworm --platform linux/arm64 --to oci:out
    ssh gateway cat images.tar | bundle load -i - --to oci:/srv/images --quiet --json`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to load, or - for stdin", Required: true},
-			&cli.StringFlag{Name: "to", Usage: "target: docker, docker://HOST[:PORT][/PREFIX] or oci:DIR", Value: "docker"},
-			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "verify and say what would be loaded; write nothing"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel uploads (registry), blob writes (OCI layout), or twice the load streams (classic docker daemon, at most 4 streams)", Value: bundle.DefaultJobs()},
-			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
-			&cli.StringSliceFlag{Name: "image", Usage: "load only this reference (repeatable; as the bundle lists it, or short: debian:bookworm)"},
-			&cli.StringSliceFlag{Name: "platform", Usage: "load only this platform's manifests (repeatable; os/arch[/variant]); for docker, the platform it gets"},
-			&cli.IntFlag{Name: "retries", Usage: "attempts per request or upload on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
-			&cli.DurationFlag{Name: "stall-timeout", Usage: "registry: drop and retry a transfer (an upload too) that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
-		},
+		Flags: flagList(
+			[]cli.Flag{
+				&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to load, or - for stdin", Required: true},
+				&cli.StringFlag{Name: "to", Usage: "target: docker, docker://HOST[:PORT][/PREFIX] or oci:DIR", Value: "docker"},
+				&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "verify and say what would be loaded; write nothing"},
+				&cli.StringSliceFlag{Name: "image", Usage: "load only this reference (repeatable; as the bundle lists it, or short: debian:bookworm)"},
+				&cli.StringSliceFlag{Name: "platform", Usage: "load only this platform's manifests (repeatable; os/arch[/variant]); for docker, the platform it gets"},
+				jobsFlag("parallel uploads (registry), blob writes (OCI layout), or twice the load streams (classic docker daemon, at most 4 streams)"),
+			},
+			registryFlags("attempts per request or upload on 429/5xx/connection errors",
+				"registry: drop and retry a transfer (an upload too) that moves less than 64 KiB (or what is left) in this long"),
+			outputFlags(quietUsage, "print one JSON summary on stdout"),
+		),
 		Action: runLoad,
 	})
 }
@@ -103,8 +102,9 @@ func runLoad(c *cli.Context) error {
 	if c.String("input") == "" {
 		return usagef("-i needs a file name, or - for stdin")
 	}
-	if c.Int("jobs") < 1 {
-		return usagef("--jobs must be at least 1")
+	jobs, err := readJobs(c)
+	if err != nil {
+		return err
 	}
 	opts := bundle.LoadOptions{
 		Input:      c.String("input"),
@@ -114,10 +114,11 @@ func runLoad(c *cli.Context) error {
 		DryRun:     c.Bool("dry-run"),
 		Images:     c.StringSlice("image"),
 		Platforms:  c.StringSlice("platform"),
-		Jobs:       c.Int("jobs"),
-		Access:     fetch.NewAccess(c.StringSlice("insecure"), c.Int("retries"), c.Duration("stall-timeout")),
+		Jobs:       jobs,
+		Access:     readRegistry(c),
 	}
-	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
+	out := readOutput(c)
+	quiet, asJSON := out.quiet, out.json
 	ui := newLoadUI(c.App.ErrWriter, quiet)
 	opts.Progress = ui
 	res, err := bundle.Load(c.Context, opts)

@@ -48,13 +48,14 @@ Examples:
    bundle verify -i images.tar.001                    # a split bundle: all its volumes
    ssh gateway cat images.tar | bundle verify -i -
    bundle verify -i images.tar --quiet --json > report.json   # cron`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to verify, or - for stdin", Required: true},
-			&cli.BoolFlag{Name: "deep", Usage: "also decompress every layer and check its diffID"},
-			&cli.Int64Flag{Name: "max-ratio", Usage: "with --deep, refuse a layer that decompresses to more than this many times its size", Value: verify.DefaultMaxRatio},
-			&cli.BoolFlag{Name: "json", Usage: "print the report as one JSON object on stdout"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors; the exit code tells"},
-		},
+		Flags: flagList(
+			[]cli.Flag{
+				&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to verify, or - for stdin", Required: true},
+				&cli.BoolFlag{Name: "deep", Usage: "also decompress every layer and check its diffID"},
+				&cli.Int64Flag{Name: "max-ratio", Usage: "with --deep, refuse a layer that decompresses to more than this many times its size", Value: verify.DefaultMaxRatio},
+			},
+			outputFlags("print nothing but errors; the exit code tells", "print the report as one JSON object on stdout"),
+		),
 		Action: runVerify,
 	})
 }
@@ -84,7 +85,8 @@ func runVerify(c *cli.Context) error {
 	if c.String("input") == "" {
 		return usagef("-i needs a file name, or - for stdin")
 	}
-	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
+	out := readOutput(c)
+	quiet, asJSON := out.quiet, out.json
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	ui := &verifyUI{w: stderr, quiet: quiet, deep: c.Bool("deep")}
 	start := time.Now()
