@@ -1,10 +1,8 @@
 package main
 
 import (
+	"context"
 	"errors"
-	"os"
-	"strconv"
-	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
@@ -52,23 +50,30 @@ Examples:
 			outputFlags(quietUsage, "print one JSON summary on stdout"),
 			createVolumeFlags, // cmd_create_volumes.go
 		),
-		Action: runCreate,
+		Action: action(readCreateOptions, runCreate),
 	})
 }
 
-func runCreate(c *cli.Context) error {
+// createOptions are bundle create's flags, read and checked: what
+// bundle.Create takes (but for where it writes and reports) and what to
+// print.
+type createOptions struct {
+	create bundle.CreateOptions
+	out    outputOptions
+}
+
+// readCreateOptions reads and checks create's flags.
+func readCreateOptions(c *cli.Context) (createOptions, error) {
 	if c.Args().Len() > 0 {
-		return usagef("create takes no arguments (got %q); use -f and -o", c.Args().First())
+		return createOptions{}, usagef("create takes no arguments (got %q); use -f and -o", c.Args().First())
 	}
 	jobs, err := readJobs(c)
 	if err != nil {
-		return err
+		return createOptions{}, err
 	}
-	out := readOutput(c)
-	opts := bundle.CreateOptions{
+	o := createOptions{out: readOutput(c), create: bundle.CreateOptions{
 		File:           c.String("file"),
 		Output:         c.String("output"),
-		Stdout:         c.App.Writer,
 		Lock:           c.String("lock"),
 		Locked:         c.String("locked"),
 		CacheDir:       c.String("cache"),
@@ -77,35 +82,41 @@ func runCreate(c *cli.Context) error {
 		DockerPlatform: c.String("docker-platform"),
 		Creator:        "bundle " + version,
 		NoSpaceCheck:   c.Bool("no-space-check"),
-	}
-	if opts.Output == "-" && out.json {
-		return usagef("--json and -o - both write to stdout; choose one")
+	}}
+	opts := &o.create
+	if opts.Output == "-" && o.out.json {
+		return createOptions{}, usagef("--json and -o - both write to stdout; choose one")
 	}
 	if opts.Lock != "" && opts.Locked != "" && opts.Lock == opts.Locked {
-		return usagef("--lock and --locked name the same file")
+		return createOptions{}, usagef("--lock and --locked name the same file")
 	}
-	if err := createVolumeOptions(c, &opts); err != nil {
-		return err
+	if err := createVolumeOptions(c, opts); err != nil {
+		return createOptions{}, err
 	}
 	if opts.Segments = c.Int("segments"); opts.Segments < 1 {
-		return usagef("--segments must be 1 or more (1: one stream per blob)")
+		return createOptions{}, usagef("--segments must be 1 or more (1: one stream per blob)")
 	}
 	n, err := parseSize(c.String("segment-threshold"))
 	if err != nil || n < 1 {
-		return usagef("--segment-threshold wants a size such as 64M (got %q)", c.String("segment-threshold"))
+		return createOptions{}, usagef("--segment-threshold wants a size such as 64M (got %q)", c.String("segment-threshold"))
 	}
 	opts.SegmentThreshold = n
-	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
-		sec, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
-		}
-		t := time.Unix(sec, 0).UTC()
+	t, ok, err := readSourceDateEpoch()
+	if err != nil {
+		return createOptions{}, err
+	}
+	if ok {
 		opts.SourceDateEpoch = &t
 	}
-	ui := newCreateUI(c.App.ErrWriter, out.quiet)
+	return o, nil
+}
+
+func runCreate(ctx context.Context, o createOptions, std stdio) error {
+	opts := o.create
+	opts.Stdout = std.stdout
+	ui := newCreateUI(std.stderr, o.out.quiet)
 	opts.Progress = ui
-	res, err := bundle.Create(c.Context, opts)
+	res, err := bundle.Create(ctx, opts)
 	ui.finish()
 	var se *space.Error
 	if errors.As(err, &se) {
@@ -114,12 +125,12 @@ func runCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if out.json {
+	if o.out.json {
 		b, err := bundle.MarshalResult(res)
 		if err != nil {
 			return err
 		}
-		_, err = c.App.Writer.Write(b)
+		_, err = std.stdout.Write(b)
 		return err
 	}
 	if res.Unchanged {

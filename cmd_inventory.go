@@ -1,12 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/atomicfile"
@@ -45,32 +43,45 @@ Examples:
 			registryFlags(retriesUsage, "registry: drop and retry a transfer that moves less than 64 KiB (or what is left) in this long"),
 			[]cli.Flag{quietFlag(quietUsage)},
 		),
-		Action: runInventory,
+		Action: action(readInventoryOptions, runInventory),
 	})
 }
 
-func runInventory(c *cli.Context) error {
+// inventoryOptions are bundle inventory's flags, read and checked.
+type inventoryOptions struct {
+	inventory bundle.InventoryOptions
+	output    string // the file to write, "-" for stdout
+	quiet     bool
+}
+
+// readInventoryOptions reads and checks inventory's flags.
+func readInventoryOptions(c *cli.Context) (inventoryOptions, error) {
 	if c.Args().Len() > 0 {
-		return usagef("inventory takes no arguments (got %q); name the source with --from", c.Args().First())
+		return inventoryOptions{}, usagef("inventory takes no arguments (got %q); name the source with --from", c.Args().First())
 	}
 	jobs, err := readJobs(c)
 	if err != nil {
-		return err
+		return inventoryOptions{}, err
 	}
-	opts := bundle.InventoryOptions{
+	o := inventoryOptions{output: c.String("output"), quiet: readOutput(c).quiet, inventory: bundle.InventoryOptions{
 		From:   c.String("from"),
 		File:   c.String("file"),
 		Access: readRegistry(c),
 		Jobs:   jobs,
+	}}
+	t, ok, err := readSourceDateEpoch()
+	if err != nil {
+		return inventoryOptions{}, err
 	}
-	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
-		sec, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
-		}
-		opts.Created = time.Unix(sec, 0)
+	if ok {
+		o.inventory.Created = t
 	}
-	inv, st, err := bundle.TakeInventory(c.Context, opts)
+	return o, nil
+}
+
+func runInventory(ctx context.Context, o inventoryOptions, std stdio) error {
+	opts := o.inventory
+	inv, st, err := bundle.TakeInventory(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -78,15 +89,15 @@ func runInventory(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	out := c.String("output")
+	out := o.output
 	if out == "-" {
-		if _, err := c.App.Writer.Write(data); err != nil {
+		if _, err := std.stdout.Write(data); err != nil {
 			return err
 		}
 	} else if err := atomicfile.WriteFile(out, data, 0o644); err != nil {
 		return err
 	}
-	if !readOutput(c).quiet {
+	if !o.quiet {
 		what := fmt.Sprintf("%d %s", st.Blobs, plural(st.Blobs, "blob", "blobs"))
 		if st.Repositories > 0 || strings.HasPrefix(opts.From, "docker://") {
 			what += fmt.Sprintf(" in %d %s (%d tags, %d manifests)", st.Repositories, plural(st.Repositories, "repository", "repositories"), st.Tags, st.Manifests)
@@ -95,7 +106,7 @@ func runInventory(c *cli.Context) error {
 		if out == "-" {
 			dest = "stdout"
 		}
-		fmt.Fprintf(c.App.ErrWriter, "inventory of %s: %s; written to %s\n", opts.From, what, dest)
+		fmt.Fprintf(std.stderr, "inventory of %s: %s; written to %s\n", opts.From, what, dest)
 	}
 	return nil
 }
@@ -103,17 +114,17 @@ func runInventory(c *cli.Context) error {
 // deltaLoadError presents load's refusals of a delta bundle: every blob the
 // target lacks on its own line, and a hint. It returns nil for other
 // errors.
-func deltaLoadError(c *cli.Context, err error, input string, quiet, asJSON bool) error {
+func deltaLoadError(std stdio, err error, input string, quiet, asJSON bool) error {
 	var me *load.MissingExternalError
 	var de *load.DeltaToDaemonError
 	switch {
 	case errors.As(err, &me):
 		if asJSON {
-			_ = writeJSON(c.App.Writer, map[string]any{"input": input, "loaded": 0, "target": me.Target, "missingExternal": me.Blobs})
+			_ = writeJSON(std.stdout, map[string]any{"input": input, "loaded": 0, "target": me.Target, "missingExternal": me.Blobs})
 		}
 		if !quiet {
 			for _, m := range me.Blobs {
-				fmt.Fprintf(c.App.ErrWriter, "  missing %s (%s) in %s, used by %s\n", m.Digest, humanBytes(m.Size), m.Where, strings.Join(m.Images, ", "))
+				fmt.Fprintf(std.stderr, "  missing %s (%s) in %s, used by %s\n", m.Digest, humanBytes(m.Size), m.Where, strings.Join(m.Images, ", "))
 			}
 		}
 		return withHint(err, "load the bundle this delta was made against (or a full bundle) into the target first, then this one; 'bundle verify -i "+input+"' lists every blob it expects")

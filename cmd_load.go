@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,48 +91,59 @@ Examples:
 				"registry: drop and retry a transfer (an upload too) that moves less than 64 KiB (or what is left) in this long"),
 			outputFlags(quietUsage, "print one JSON summary on stdout"),
 		),
-		Action: runLoad,
+		Action: action(readLoadOptions, runLoad),
 	})
 }
 
-func runLoad(c *cli.Context) error {
+// loadOptions are bundle load's flags, read and checked: what bundle.Load
+// takes (but for stdin and progress) and what to print.
+type loadOptions struct {
+	load bundle.LoadOptions
+	out  outputOptions
+}
+
+// readLoadOptions reads and checks load's flags.
+func readLoadOptions(c *cli.Context) (loadOptions, error) {
 	more, err := volumeArgs(c, "load")
 	if err != nil {
-		return usagef("load takes no arguments (got %q); name the bundle with -i and the target with --to", c.Args().First())
+		return loadOptions{}, usagef("load takes no arguments (got %q); name the bundle with -i and the target with --to", c.Args().First())
 	}
 	if c.String("input") == "" {
-		return usagef("-i needs a file name, or - for stdin")
+		return loadOptions{}, usagef("-i needs a file name, or - for stdin")
 	}
 	jobs, err := readJobs(c)
 	if err != nil {
-		return err
+		return loadOptions{}, err
 	}
-	opts := bundle.LoadOptions{
+	return loadOptions{out: readOutput(c), load: bundle.LoadOptions{
 		Input:      c.String("input"),
 		MoreInputs: more,
-		Stdin:      c.App.Reader,
 		To:         c.String("to"),
 		DryRun:     c.Bool("dry-run"),
 		Images:     c.StringSlice("image"),
 		Platforms:  c.StringSlice("platform"),
 		Jobs:       jobs,
 		Access:     readRegistry(c),
-	}
-	out := readOutput(c)
-	quiet, asJSON := out.quiet, out.json
-	ui := newLoadUI(c.App.ErrWriter, quiet)
+	}}, nil
+}
+
+func runLoad(ctx context.Context, o loadOptions, std stdio) error {
+	opts := o.load
+	opts.Stdin = std.stdin
+	quiet, asJSON := o.out.quiet, o.out.json
+	ui := newLoadUI(std.stderr, quiet)
 	opts.Progress = ui
-	res, err := bundle.Load(c.Context, opts)
+	res, err := bundle.Load(ctx, opts)
 	ui.finish()
 	if err != nil {
 		var ce *bundle.CorruptError
 		if errors.As(err, &ce) {
 			if asJSON {
-				_ = writeJSON(c.App.Writer, map[string]any{"input": ce.Name, "loaded": 0, "intact": false, "findings": ce.Report.Findings})
+				_ = writeJSON(std.stdout, map[string]any{"input": ce.Name, "loaded": 0, "intact": false, "findings": ce.Report.Findings})
 			}
 			if !quiet {
 				for _, f := range ce.Report.Findings {
-					fmt.Fprintln(c.App.ErrWriter, "  "+f.String())
+					fmt.Fprintln(std.stderr, "  "+f.String())
 				}
 				ce.Brief = true
 			}
@@ -151,7 +163,7 @@ func runLoad(c *cli.Context) error {
 		if errors.As(err, &se) {
 			return usagef("--to: %s", err)
 		}
-		if derr := deltaLoadError(c, err, opts.Input, quiet, asJSON); derr != nil {
+		if derr := deltaLoadError(std, err, opts.Input, quiet, asJSON); derr != nil {
 			return derr
 		}
 		var nb *load.NotInBundleError
@@ -161,13 +173,13 @@ func runLoad(c *cli.Context) error {
 		return err
 	}
 	if w := res.Verified.ChecksumWarning; w != "" && !quiet {
-		fmt.Fprintf(c.App.ErrWriter, "bundle: warning: %s\n", w)
+		fmt.Fprintf(std.stderr, "bundle: warning: %s\n", w)
 	}
 	if asJSON {
-		return writeJSON(c.App.Writer, res)
+		return writeJSON(std.stdout, res)
 	}
 	if res.DryRun {
-		printDryRun(c.App.Writer, res)
+		printDryRun(std.stdout, res)
 	}
 	for _, n := range res.Notes {
 		ui.printf("note: %s\n", n)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -56,7 +57,7 @@ Examples:
 			},
 			outputFlags("print nothing but errors; the exit code tells", "print the report as one JSON object on stdout"),
 		),
-		Action: runVerify,
+		Action: action(readVerifyOptions, runVerify),
 	})
 }
 
@@ -74,26 +75,39 @@ func (c corruptBundle) Error() string {
 	return fmt.Sprintf("%s is corrupt or incomplete: %d %s", c.name, c.problems, plural(c.problems, "problem", "problems"))
 }
 
-func runVerify(c *cli.Context) error {
+// verifyOptions are bundle verify's flags, read and checked: what
+// bundle.Verify takes (but for stdin and progress) and what to print.
+type verifyOptions struct {
+	verify bundle.VerifyOptions
+	out    outputOptions
+}
+
+// readVerifyOptions reads and checks verify's flags.
+func readVerifyOptions(c *cli.Context) (verifyOptions, error) {
 	more, err := volumeArgs(c, "verify")
 	if err != nil {
-		return err
+		return verifyOptions{}, err
 	}
 	if c.Int64("max-ratio") < 1 {
-		return usagef("--max-ratio must be at least 1")
+		return verifyOptions{}, usagef("--max-ratio must be at least 1")
 	}
 	if c.String("input") == "" {
-		return usagef("-i needs a file name, or - for stdin")
+		return verifyOptions{}, usagef("-i needs a file name, or - for stdin")
 	}
-	out := readOutput(c)
-	quiet, asJSON := out.quiet, out.json
-	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	ui := &verifyUI{w: stderr, quiet: quiet, deep: c.Bool("deep")}
+	return verifyOptions{out: readOutput(c), verify: bundle.VerifyOptions{
+		Input: c.String("input"), MoreInputs: more,
+		Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio"),
+	}}, nil
+}
+
+func runVerify(ctx context.Context, o verifyOptions, std stdio) error {
+	quiet, asJSON := o.out.quiet, o.out.json
+	stdout, stderr := std.stdout, std.stderr
+	ui := &verifyUI{w: stderr, quiet: quiet, deep: o.verify.Deep}
+	opts := o.verify
+	opts.Stdin, opts.Progress = std.stdin, ui
 	start := time.Now()
-	res, err := bundle.Verify(c.Context, bundle.VerifyOptions{
-		Input: c.String("input"), MoreInputs: more, Stdin: c.App.Reader,
-		Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio"), Progress: ui,
-	})
+	res, err := bundle.Verify(ctx, opts)
 	ui.finish()
 	if err != nil {
 		return err
@@ -202,14 +216,6 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// openInput opens the bundle -i names (bundle.OpenInput).
-func openInput(c *cli.Context, path string, more ...string) (*bundle.Input, error) {
-	if path == "" {
-		return nil, usagef("-i needs a file name, or - for stdin")
-	}
-	return bundle.OpenInput(path, more, c.App.Reader)
 }
 
 // verifyUI draws a progress bar on stderr when it is a terminal; it

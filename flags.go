@@ -1,6 +1,12 @@
 package main
 
 import (
+	"context"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/urfave/cli/v2"
@@ -13,6 +19,11 @@ import (
 // is a usage error (exit 2). TestFlagGroups checks that every command with
 // one flag of a group has every flag of it, with the group's names,
 // aliases and defaults.
+//
+// Each command's flags, its own and its groups', are read into its options
+// struct (createOptions, loadOptions, …) by one function in its cmd_*.go,
+// readXOptions; its runX function takes that struct and never reads a
+// flag by name.
 
 // registryFlags are the flags of a command that talks to registries
 // (create, load, inventory): --insecure, --retries and --stall-timeout.
@@ -67,16 +78,16 @@ func jsonFlag(usage string) cli.Flag {
 	return &cli.BoolFlag{Name: "json", Usage: usage}
 }
 
-// output is what outputFlags ask for.
-type output struct {
+// outputOptions are what outputFlags ask for.
+type outputOptions struct {
 	quiet bool // print only errors on stderr
 	json  bool // print one JSON object on stdout
 }
 
 // readOutput reads outputFlags (a command that takes one of them reads
 // false for the other).
-func readOutput(c *cli.Context) output {
-	return output{quiet: c.Bool("quiet"), json: c.Bool("json")}
+func readOutput(c *cli.Context) outputOptions {
+	return outputOptions{quiet: c.Bool("quiet"), json: c.Bool("json")}
 }
 
 // flagList is a command's Flags: its own flags and the groups it takes,
@@ -87,4 +98,37 @@ func flagList(groups ...[]cli.Flag) []cli.Flag {
 		all = append(all, g...)
 	}
 	return all
+}
+
+// readSourceDateEpoch reads SOURCE_DATE_EPOCH (reproducible builds): the
+// time it names, or ok false when it is unset or empty.
+func readSourceDateEpoch() (t time.Time, ok bool, err error) {
+	v, set := os.LookupEnv("SOURCE_DATE_EPOCH")
+	if !set || v == "" {
+		return time.Time{}, false, nil
+	}
+	sec, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, false, usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
+	}
+	return time.Unix(sec, 0).UTC(), true, nil
+}
+
+// stdio is where a command reads and writes: stdin (-i -), stdout (data:
+// --json, listings, -o -) and stderr (progress, warnings).
+type stdio struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// action is a command's Action: read its options from the command line
+// (read returns a usage error when they are wrong), then run it with them.
+func action[O any](read func(*cli.Context) (O, error), run func(context.Context, O, stdio) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		o, err := read(c)
+		if err != nil {
+			return err
+		}
+		return run(c.Context, o, stdio{stdin: c.App.Reader, stdout: c.App.Writer, stderr: c.App.ErrWriter})
+	}
 }
