@@ -1,10 +1,8 @@
 package main
 
 import (
+	"context"
 	"errors"
-	"os"
-	"strconv"
-	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
@@ -33,77 +31,92 @@ Examples:
    bundle create -f images.yaml -o images.tar.gz --gzip
    bundle create -f images.yaml --base images-monday.tar -o delta.tar   # only new layers
    bundle create -f images.yaml --have have.json -o delta.tar  # have.json: bundle inventory`,
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest file (images.yaml or images.txt)", Required: true},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle file to write, or - for stdout", Required: true},
-			&cli.StringFlag{Name: "lock", Usage: "write the digest each reference resolved to into this lockfile"},
-			&cli.StringFlag{Name: "locked", Usage: "fetch exactly the digests of this lockfile (a moved tag is an error)"},
-			&cli.StringFlag{Name: "cache", Usage: "blob cache directory (default $XDG_CACHE_HOME/bundle)", EnvVars: []string{"BUNDLE_CACHE"}},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel downloads", Value: bundle.DefaultJobs()},
-			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
-			&cli.StringFlag{Name: "docker-platform", Usage: "platform that manifest.json lists for multi-arch references (default: the first platform asked for)"},
-			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
-			&cli.DurationFlag{Name: "stall-timeout", Usage: "drop and retry (a blob: resume with a Range request) a transfer that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
-			&cli.IntFlag{Name: "segments", Usage: "Range requests at once for one large blob, when the registry caps each connection's rate (1: one stream)", Value: fetch.DefaultSegments},
-			&cli.StringFlag{Name: "segment-threshold", Usage: "blobs of at least `SIZE` are downloaded in segments (K, M, G = KiB, MiB, GiB)", Value: "64M"},
-			&cli.BoolFlag{Name: "no-space-check", Usage: "skip the check, before downloading, that the cache's and the output's disks have room (for filesystems whose free space statfs misreports)"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
-		}, createVolumeFlags...), // cmd_create_volumes.go
-		Action: runCreate,
+		Flags: flagList(
+			[]cli.Flag{
+				&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest file (images.yaml or images.txt)", Required: true},
+				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle file to write, or - for stdout", Required: true},
+				&cli.StringFlag{Name: "lock", Usage: "write the digest each reference resolved to into this lockfile"},
+				&cli.StringFlag{Name: "locked", Usage: "fetch exactly the digests of this lockfile (a moved tag is an error)"},
+				&cli.StringFlag{Name: "cache", Usage: "blob cache directory (default $XDG_CACHE_HOME/bundle)", EnvVars: []string{"BUNDLE_CACHE"}},
+				jobsFlag("parallel downloads"),
+			},
+			registryFlags(retriesUsage, "drop and retry (a blob: resume with a Range request) a transfer that moves less than 64 KiB (or what is left) in this long"),
+			[]cli.Flag{
+				&cli.StringFlag{Name: "docker-platform", Usage: "platform that manifest.json lists for multi-arch references (default: the first platform asked for)"},
+				&cli.IntFlag{Name: "segments", Usage: "Range requests at once for one large blob, when the registry caps each connection's rate (1: one stream)", Value: fetch.DefaultSegments},
+				&cli.StringFlag{Name: "segment-threshold", Usage: "blobs of at least `SIZE` are downloaded in segments (K, M, G = KiB, MiB, GiB)", Value: "64M"},
+				&cli.BoolFlag{Name: "no-space-check", Usage: "skip the check, before downloading, that the cache's and the output's disks have room (for filesystems whose free space statfs misreports)"},
+			},
+			outputFlags(quietUsage, "print one JSON summary on stdout"),
+			createVolumeFlags, // cmd_create_volumes.go
+		),
+		Action: action(readCreateOptions, runCreate),
 	})
 }
 
-func runCreate(c *cli.Context) error {
+// createOptions are bundle create's flags, read and checked: what
+// bundle.Create takes (but for where it writes and reports) and what to
+// print.
+type createOptions struct {
+	create bundle.CreateOptions
+	out    outputOptions
+}
+
+// readCreateOptions reads and checks create's flags.
+func readCreateOptions(c *cli.Context) (createOptions, error) {
 	if c.Args().Len() > 0 {
-		return usagef("create takes no arguments (got %q); use -f and -o", c.Args().First())
+		return createOptions{}, usagef("create takes no arguments (got %q); use -f and -o", c.Args().First())
 	}
-	opts := bundle.CreateOptions{
+	jobs, err := readJobs(c)
+	if err != nil {
+		return createOptions{}, err
+	}
+	o := createOptions{out: readOutput(c), create: bundle.CreateOptions{
 		File:           c.String("file"),
 		Output:         c.String("output"),
-		Stdout:         c.App.Writer,
 		Lock:           c.String("lock"),
 		Locked:         c.String("locked"),
 		CacheDir:       c.String("cache"),
-		Jobs:           c.Int("jobs"),
-		Insecure:       c.StringSlice("insecure"),
+		Jobs:           jobs,
+		Access:         readRegistry(c),
 		DockerPlatform: c.String("docker-platform"),
-		StallTimeout:   c.Duration("stall-timeout"),
 		Creator:        "bundle " + version,
 		NoSpaceCheck:   c.Bool("no-space-check"),
-	}
-	if opts.Output == "-" && c.Bool("json") {
-		return usagef("--json and -o - both write to stdout; choose one")
+	}}
+	opts := &o.create
+	if opts.Output == "-" && o.out.json {
+		return createOptions{}, usagef("--json and -o - both write to stdout; choose one")
 	}
 	if opts.Lock != "" && opts.Locked != "" && opts.Lock == opts.Locked {
-		return usagef("--lock and --locked name the same file")
+		return createOptions{}, usagef("--lock and --locked name the same file")
 	}
-	if err := createVolumeOptions(c, &opts); err != nil {
-		return err
+	if err := createVolumeOptions(c, opts); err != nil {
+		return createOptions{}, err
 	}
 	if opts.Segments = c.Int("segments"); opts.Segments < 1 {
-		return usagef("--segments must be 1 or more (1: one stream per blob)")
+		return createOptions{}, usagef("--segments must be 1 or more (1: one stream per blob)")
 	}
 	n, err := parseSize(c.String("segment-threshold"))
 	if err != nil || n < 1 {
-		return usagef("--segment-threshold wants a size such as 64M (got %q)", c.String("segment-threshold"))
+		return createOptions{}, usagef("--segment-threshold wants a size such as 64M (got %q)", c.String("segment-threshold"))
 	}
 	opts.SegmentThreshold = n
-	if r := c.Int("retries"); r > 0 {
-		opts.Retry = fetch.DefaultRetryPolicy
-		opts.Retry.Attempts = r
+	t, ok, err := readSourceDateEpoch()
+	if err != nil {
+		return createOptions{}, err
 	}
-	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
-		sec, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
-		}
-		t := time.Unix(sec, 0).UTC()
+	if ok {
 		opts.SourceDateEpoch = &t
 	}
-	ui := newCreateUI(c.App.ErrWriter, c.Bool("quiet"))
+	return o, nil
+}
+
+func runCreate(ctx context.Context, o createOptions, std stdio) error {
+	opts := o.create
+	opts.Stdout = std.stdout
+	ui := newCreateUI(std.stderr, o.out.quiet)
 	opts.Progress = ui
-	res, err := bundle.Create(c.Context, opts)
+	res, err := bundle.Create(ctx, opts)
 	ui.finish()
 	var se *space.Error
 	if errors.As(err, &se) {
@@ -112,12 +125,12 @@ func runCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
+	if o.out.json {
 		b, err := bundle.MarshalResult(res)
 		if err != nil {
 			return err
 		}
-		_, err = c.App.Writer.Write(b)
+		_, err = std.stdout.Write(b)
 		return err
 	}
 	if res.Unchanged {

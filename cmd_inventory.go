@@ -1,15 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
-	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/internal/atomicfile"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/urfave/cli/v2"
@@ -36,48 +33,55 @@ Examples:
    bundle inventory --from docker://registry.local:5000/mirror -o have.json
    bundle inventory --from oci:/srv/images -o have.json
    bundle inventory --from docker://registry.local:5000/mirror -f images.yaml -o have.json`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "from", Usage: "what to list: docker://HOST[/PREFIX], oci:DIR or a bundle file", Required: true},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "inventory file to write, or - for stdout", Value: "-"},
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "registry: walk only the repositories of this manifest file, not the catalog"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "repositories walked at once", Value: bundle.DefaultJobs()},
-			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
-			&cli.IntFlag{Name: "retries", Usage: "attempts per request on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
-			&cli.DurationFlag{Name: "stall-timeout", Usage: "registry: drop and retry a transfer that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-		},
-		Action: runInventory,
+		Flags: flagList(
+			[]cli.Flag{
+				&cli.StringFlag{Name: "from", Usage: "what to list: docker://HOST[/PREFIX], oci:DIR or a bundle file", Required: true},
+				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "inventory file to write, or - for stdout", Value: "-"},
+				&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "registry: walk only the repositories of this manifest file, not the catalog"},
+				jobsFlag("repositories walked at once"),
+			},
+			registryFlags(retriesUsage, "registry: drop and retry a transfer that moves less than 64 KiB (or what is left) in this long"),
+			[]cli.Flag{quietFlag(quietUsage)},
+		),
+		Action: action(readInventoryOptions, runInventory),
 	})
 }
 
-func runInventory(c *cli.Context) error {
+// inventoryOptions are bundle inventory's flags, read and checked.
+type inventoryOptions struct {
+	inventory bundle.InventoryOptions
+	output    string // the file to write, "-" for stdout
+	quiet     bool
+}
+
+// readInventoryOptions reads and checks inventory's flags.
+func readInventoryOptions(c *cli.Context) (inventoryOptions, error) {
 	if c.Args().Len() > 0 {
-		return usagef("inventory takes no arguments (got %q); name the source with --from", c.Args().First())
+		return inventoryOptions{}, usagef("inventory takes no arguments (got %q); name the source with --from", c.Args().First())
 	}
-	if c.Int("jobs") < 1 {
-		return usagef("--jobs must be at least 1")
+	jobs, err := readJobs(c)
+	if err != nil {
+		return inventoryOptions{}, err
 	}
-	opts := bundle.InventoryOptions{
-		From:     c.String("from"),
-		File:     c.String("file"),
-		Insecure: c.StringSlice("insecure"),
-		Jobs:     c.Int("jobs"),
+	o := inventoryOptions{output: c.String("output"), quiet: readOutput(c).quiet, inventory: bundle.InventoryOptions{
+		From:   c.String("from"),
+		File:   c.String("file"),
+		Access: readRegistry(c),
+		Jobs:   jobs,
+	}}
+	t, ok, err := readSourceDateEpoch()
+	if err != nil {
+		return inventoryOptions{}, err
 	}
-	if r := c.Int("retries"); r > 0 {
-		opts.Retry = fetch.DefaultRetryPolicy
-		opts.Retry.Attempts = r
+	if ok {
+		o.inventory.Created = t
 	}
-	if d := c.Duration("stall-timeout"); d > 0 {
-		opts.Retry.Stall = d
-	}
-	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
-		sec, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
-		}
-		opts.Created = time.Unix(sec, 0)
-	}
-	inv, st, err := bundle.TakeInventory(c.Context, opts)
+	return o, nil
+}
+
+func runInventory(ctx context.Context, o inventoryOptions, std stdio) error {
+	opts := o.inventory
+	inv, st, err := bundle.TakeInventory(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -85,15 +89,15 @@ func runInventory(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	out := c.String("output")
+	out := o.output
 	if out == "-" {
-		if _, err := c.App.Writer.Write(data); err != nil {
+		if _, err := std.stdout.Write(data); err != nil {
 			return err
 		}
 	} else if err := atomicfile.WriteFile(out, data, 0o644); err != nil {
 		return err
 	}
-	if !c.Bool("quiet") {
+	if !o.quiet {
 		what := fmt.Sprintf("%d %s", st.Blobs, plural(st.Blobs, "blob", "blobs"))
 		if st.Repositories > 0 || strings.HasPrefix(opts.From, "docker://") {
 			what += fmt.Sprintf(" in %d %s (%d tags, %d manifests)", st.Repositories, plural(st.Repositories, "repository", "repositories"), st.Tags, st.Manifests)
@@ -102,7 +106,7 @@ func runInventory(c *cli.Context) error {
 		if out == "-" {
 			dest = "stdout"
 		}
-		fmt.Fprintf(c.App.ErrWriter, "inventory of %s: %s; written to %s\n", opts.From, what, dest)
+		fmt.Fprintf(std.stderr, "inventory of %s: %s; written to %s\n", opts.From, what, dest)
 	}
 	return nil
 }
@@ -110,17 +114,17 @@ func runInventory(c *cli.Context) error {
 // deltaLoadError presents load's refusals of a delta bundle: every blob the
 // target lacks on its own line, and a hint. It returns nil for other
 // errors.
-func deltaLoadError(c *cli.Context, err error, input string, quiet, asJSON bool) error {
+func deltaLoadError(std stdio, err error, input string, quiet, asJSON bool) error {
 	var me *load.MissingExternalError
 	var de *load.DeltaToDaemonError
 	switch {
 	case errors.As(err, &me):
 		if asJSON {
-			_ = writeJSON(c.App.Writer, map[string]any{"input": input, "loaded": 0, "target": me.Target, "missingExternal": me.Blobs})
+			_ = writeJSON(std.stdout, map[string]any{"input": input, "loaded": 0, "target": me.Target, "missingExternal": me.Blobs})
 		}
 		if !quiet {
 			for _, m := range me.Blobs {
-				fmt.Fprintf(c.App.ErrWriter, "  missing %s (%s) in %s, used by %s\n", m.Digest, humanBytes(m.Size), m.Where, strings.Join(m.Images, ", "))
+				fmt.Fprintf(std.stderr, "  missing %s (%s) in %s, used by %s\n", m.Digest, humanBytes(m.Size), m.Where, strings.Join(m.Images, ", "))
 			}
 		}
 		return withHint(err, "load the bundle this delta was made against (or a full bundle) into the target first, then this one; 'bundle verify -i "+input+"' lists every blob it expects")

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -30,18 +32,33 @@ Examples:
    bundle list -i images.tar --json | jq -r '.images[].ref'`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to read, or - for stdin", Required: true},
-			&cli.BoolFlag{Name: "json", Usage: "print the listing as one JSON object on stdout"},
+			jsonFlag("print the listing as one JSON object on stdout"),
 		},
-		Action: runList,
+		Action: action(readListOptions, runList),
 	})
 }
 
-func runList(c *cli.Context) error {
+// listOptions are bundle list's flags, read and checked.
+type listOptions struct {
+	input string   // -i: a file, a split bundle's volume, base name or glob, or "-"
+	more  []string // the further volumes of a glob the shell expanded
+	json  bool
+}
+
+// readListOptions reads and checks list's flags.
+func readListOptions(c *cli.Context) (listOptions, error) {
 	more, err := volumeArgs(c, "list")
 	if err != nil {
-		return err
+		return listOptions{}, err
 	}
-	in, err := openInput(c, c.String("input"), more...)
+	if c.String("input") == "" {
+		return listOptions{}, usagef("-i needs a file name, or - for stdin")
+	}
+	return listOptions{input: c.String("input"), more: more, json: readOutput(c).json}, nil
+}
+
+func runList(_ context.Context, o listOptions, std stdio) error {
+	in, err := bundle.OpenInput(o.input, o.more, std.stdin)
 	if err != nil {
 		return err
 	}
@@ -54,12 +71,12 @@ func runList(c *cli.Context) error {
 		}
 		return fmt.Errorf("%s: %w", in.Name, err)
 	}
-	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
+	if o.json {
+		enc := json.NewEncoder(std.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(l)
 	}
-	return printListing(c.App.Writer, l)
+	return printListing(std.stdout, l)
 }
 
 func printListing(w io.Writer, l *verify.Listing) error {

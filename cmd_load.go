@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"sync/atomic"
 
 	"github.com/bundle-tool/bundle/bundle"
-	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
@@ -78,66 +78,72 @@ Examples:
    bundle load -i delta.tar --to docker://registry.local:5000/mirror
    bundle load -i images.tar --image debian:bookworm --platform linux/arm64 --to oci:out
    ssh gateway cat images.tar | bundle load -i - --to oci:/srv/images --quiet --json`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to load, or - for stdin", Required: true},
-			&cli.StringFlag{Name: "to", Usage: "target: docker, docker://HOST[:PORT][/PREFIX] or oci:DIR", Value: "docker"},
-			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "verify and say what would be loaded; write nothing"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel uploads (registry), blob writes (OCI layout), or twice the load streams (classic docker daemon, at most 4 streams)", Value: bundle.DefaultJobs()},
-			&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
-			&cli.StringSliceFlag{Name: "image", Usage: "load only this reference (repeatable; as the bundle lists it, or short: debian:bookworm)"},
-			&cli.StringSliceFlag{Name: "platform", Usage: "load only this platform's manifests (repeatable; os/arch[/variant]); for docker, the platform it gets"},
-			&cli.IntFlag{Name: "retries", Usage: "attempts per request or upload on 429/5xx/connection errors", Value: fetch.DefaultRetryPolicy.Attempts},
-			&cli.DurationFlag{Name: "stall-timeout", Usage: "registry: drop and retry a transfer (an upload too) that moves less than 64 KiB (or what is left) in this long", Value: fetch.DefaultStallTimeout},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
-		},
-		Action: runLoad,
+		Flags: flagList(
+			[]cli.Flag{
+				&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to load, or - for stdin", Required: true},
+				&cli.StringFlag{Name: "to", Usage: "target: docker, docker://HOST[:PORT][/PREFIX] or oci:DIR", Value: "docker"},
+				&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "verify and say what would be loaded; write nothing"},
+				&cli.StringSliceFlag{Name: "image", Usage: "load only this reference (repeatable; as the bundle lists it, or short: debian:bookworm)"},
+				&cli.StringSliceFlag{Name: "platform", Usage: "load only this platform's manifests (repeatable; os/arch[/variant]); for docker, the platform it gets"},
+				jobsFlag("parallel uploads (registry), blob writes (OCI layout), or twice the load streams (classic docker daemon, at most 4 streams)"),
+			},
+			registryFlags("attempts per request or upload on 429/5xx/connection errors",
+				"registry: drop and retry a transfer (an upload too) that moves less than 64 KiB (or what is left) in this long"),
+			outputFlags(quietUsage, "print one JSON summary on stdout"),
+		),
+		Action: action(readLoadOptions, runLoad),
 	})
 }
 
-func runLoad(c *cli.Context) error {
+// loadOptions are bundle load's flags, read and checked: what bundle.Load
+// takes (but for stdin and progress) and what to print.
+type loadOptions struct {
+	load bundle.LoadOptions
+	out  outputOptions
+}
+
+// readLoadOptions reads and checks load's flags.
+func readLoadOptions(c *cli.Context) (loadOptions, error) {
 	more, err := volumeArgs(c, "load")
 	if err != nil {
-		return usagef("load takes no arguments (got %q); name the bundle with -i and the target with --to", c.Args().First())
+		return loadOptions{}, usagef("load takes no arguments (got %q); name the bundle with -i and the target with --to", c.Args().First())
 	}
 	if c.String("input") == "" {
-		return usagef("-i needs a file name, or - for stdin")
+		return loadOptions{}, usagef("-i needs a file name, or - for stdin")
 	}
-	if c.Int("jobs") < 1 {
-		return usagef("--jobs must be at least 1")
+	jobs, err := readJobs(c)
+	if err != nil {
+		return loadOptions{}, err
 	}
-	opts := bundle.LoadOptions{
+	return loadOptions{out: readOutput(c), load: bundle.LoadOptions{
 		Input:      c.String("input"),
 		MoreInputs: more,
-		Stdin:      c.App.Reader,
 		To:         c.String("to"),
 		DryRun:     c.Bool("dry-run"),
 		Images:     c.StringSlice("image"),
 		Platforms:  c.StringSlice("platform"),
-		Jobs:       c.Int("jobs"),
-		Insecure:   c.StringSlice("insecure"),
-	}
-	if r := c.Int("retries"); r > 0 {
-		opts.Retry = fetch.DefaultRetryPolicy
-		opts.Retry.Attempts = r
-	}
-	if d := c.Duration("stall-timeout"); d > 0 {
-		opts.Retry.Stall = d
-	}
-	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
-	ui := newLoadUI(c.App.ErrWriter, quiet)
+		Jobs:       jobs,
+		Access:     readRegistry(c),
+	}}, nil
+}
+
+func runLoad(ctx context.Context, o loadOptions, std stdio) error {
+	opts := o.load
+	opts.Stdin = std.stdin
+	quiet, asJSON := o.out.quiet, o.out.json
+	ui := newLoadUI(std.stderr, quiet)
 	opts.Progress = ui
-	res, err := bundle.Load(c.Context, opts)
+	res, err := bundle.Load(ctx, opts)
 	ui.finish()
 	if err != nil {
 		var ce *bundle.CorruptError
 		if errors.As(err, &ce) {
 			if asJSON {
-				_ = writeJSON(c.App.Writer, map[string]any{"input": ce.Name, "loaded": 0, "intact": false, "findings": ce.Report.Findings})
+				_ = writeJSON(std.stdout, map[string]any{"input": ce.Name, "loaded": 0, "intact": false, "findings": ce.Report.Findings})
 			}
 			if !quiet {
 				for _, f := range ce.Report.Findings {
-					fmt.Fprintln(c.App.ErrWriter, "  "+f.String())
+					fmt.Fprintln(std.stderr, "  "+f.String())
 				}
 				ce.Brief = true
 			}
@@ -157,7 +163,7 @@ func runLoad(c *cli.Context) error {
 		if errors.As(err, &se) {
 			return usagef("--to: %s", err)
 		}
-		if derr := deltaLoadError(c, err, opts.Input, quiet, asJSON); derr != nil {
+		if derr := deltaLoadError(std, err, opts.Input, quiet, asJSON); derr != nil {
 			return derr
 		}
 		var nb *load.NotInBundleError
@@ -167,13 +173,13 @@ func runLoad(c *cli.Context) error {
 		return err
 	}
 	if w := res.Verified.ChecksumWarning; w != "" && !quiet {
-		fmt.Fprintf(c.App.ErrWriter, "bundle: warning: %s\n", w)
+		fmt.Fprintf(std.stderr, "bundle: warning: %s\n", w)
 	}
 	if asJSON {
-		return writeJSON(c.App.Writer, res)
+		return writeJSON(std.stdout, res)
 	}
 	if res.DryRun {
-		printDryRun(c.App.Writer, res)
+		printDryRun(std.stdout, res)
 	}
 	for _, n := range res.Notes {
 		ui.printf("note: %s\n", n)

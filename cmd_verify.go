@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,14 +49,15 @@ Examples:
    bundle verify -i images.tar.001                    # a split bundle: all its volumes
    ssh gateway cat images.tar | bundle verify -i -
    bundle verify -i images.tar --quiet --json > report.json   # cron`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to verify, or - for stdin", Required: true},
-			&cli.BoolFlag{Name: "deep", Usage: "also decompress every layer and check its diffID"},
-			&cli.Int64Flag{Name: "max-ratio", Usage: "with --deep, refuse a layer that decompresses to more than this many times its size", Value: verify.DefaultMaxRatio},
-			&cli.BoolFlag{Name: "json", Usage: "print the report as one JSON object on stdout"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors; the exit code tells"},
-		},
-		Action: runVerify,
+		Flags: flagList(
+			[]cli.Flag{
+				&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to verify, or - for stdin", Required: true},
+				&cli.BoolFlag{Name: "deep", Usage: "also decompress every layer and check its diffID"},
+				&cli.Int64Flag{Name: "max-ratio", Usage: "with --deep, refuse a layer that decompresses to more than this many times its size", Value: verify.DefaultMaxRatio},
+			},
+			outputFlags("print nothing but errors; the exit code tells", "print the report as one JSON object on stdout"),
+		),
+		Action: action(readVerifyOptions, runVerify),
 	})
 }
 
@@ -73,25 +75,39 @@ func (c corruptBundle) Error() string {
 	return fmt.Sprintf("%s is corrupt or incomplete: %d %s", c.name, c.problems, plural(c.problems, "problem", "problems"))
 }
 
-func runVerify(c *cli.Context) error {
+// verifyOptions are bundle verify's flags, read and checked: what
+// bundle.Verify takes (but for stdin and progress) and what to print.
+type verifyOptions struct {
+	verify bundle.VerifyOptions
+	out    outputOptions
+}
+
+// readVerifyOptions reads and checks verify's flags.
+func readVerifyOptions(c *cli.Context) (verifyOptions, error) {
 	more, err := volumeArgs(c, "verify")
 	if err != nil {
-		return err
+		return verifyOptions{}, err
 	}
 	if c.Int64("max-ratio") < 1 {
-		return usagef("--max-ratio must be at least 1")
+		return verifyOptions{}, usagef("--max-ratio must be at least 1")
 	}
 	if c.String("input") == "" {
-		return usagef("-i needs a file name, or - for stdin")
+		return verifyOptions{}, usagef("-i needs a file name, or - for stdin")
 	}
-	quiet, asJSON := c.Bool("quiet"), c.Bool("json")
-	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	ui := &verifyUI{w: stderr, quiet: quiet, deep: c.Bool("deep")}
+	return verifyOptions{out: readOutput(c), verify: bundle.VerifyOptions{
+		Input: c.String("input"), MoreInputs: more,
+		Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio"),
+	}}, nil
+}
+
+func runVerify(ctx context.Context, o verifyOptions, std stdio) error {
+	quiet, asJSON := o.out.quiet, o.out.json
+	stdout, stderr := std.stdout, std.stderr
+	ui := &verifyUI{w: stderr, quiet: quiet, deep: o.verify.Deep}
+	opts := o.verify
+	opts.Stdin, opts.Progress = std.stdin, ui
 	start := time.Now()
-	res, err := bundle.Verify(c.Context, bundle.VerifyOptions{
-		Input: c.String("input"), MoreInputs: more, Stdin: c.App.Reader,
-		Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio"), Progress: ui,
-	})
+	res, err := bundle.Verify(ctx, opts)
 	ui.finish()
 	if err != nil {
 		return err
@@ -200,14 +216,6 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// openInput opens the bundle -i names (bundle.OpenInput).
-func openInput(c *cli.Context, path string, more ...string) (*bundle.Input, error) {
-	if path == "" {
-		return nil, usagef("-i needs a file name, or - for stdin")
-	}
-	return bundle.OpenInput(path, more, c.App.Reader)
 }
 
 // verifyUI draws a progress bar on stderr when it is a terminal; it

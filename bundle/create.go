@@ -15,7 +15,6 @@ import (
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -52,17 +51,16 @@ type CreateOptions struct {
 	Locked         string
 	CacheDir       string // "" means fetch.DefaultCacheDir()
 	Jobs           int    // parallel downloads; 0 means a default
-	Insecure       []string
 	DockerPlatform string // platform manifest.json lists for multi-arch refs
 	// SourceDateEpoch, when set, is the bundle's created time and every
 	// entry's mtime (reproducible builds); otherwise created is now and
 	// mtimes are 0.
 	SourceDateEpoch *time.Time
-	Keychain        authn.Keychain
-	Retry           fetch.RetryPolicy
-	// StallTimeout drops and resumes a blob download that receives
-	// nothing for this long; zero means fetch.DefaultStallTimeout.
-	StallTimeout time.Duration
+	// Access is how registries are reached: insecure hosts, credentials,
+	// retries and the stall window (a blob download that moves too little
+	// in Retry.Stall is dropped and resumed); zero values mean fetch's
+	// defaults.
+	fetch.Access
 	// Segments and SegmentThreshold: a blob of at least SegmentThreshold
 	// bytes is downloaded as up to Segments Range requests at once (zero:
 	// fetch's defaults; Segments 1: one stream).
@@ -206,13 +204,10 @@ func newCreation(opts CreateOptions) (*creation, error) {
 		return fail(err)
 	}
 	c.client = fetch.New(fetch.Options{
-		Keychain:     opts.Keychain,
-		Insecure:     opts.Insecure,
-		Retry:        opts.Retry,
-		Progress:     countingProgress{opts.Progress, &c.downloaded},
-		UserAgent:    opts.Creator,
-		Cache:        c.cache,
-		StallTimeout: opts.StallTimeout,
+		Access:    opts.Access,
+		Progress:  countingProgress{opts.Progress, &c.downloaded},
+		UserAgent: opts.Creator,
+		Cache:     c.cache,
 
 		Segments:         opts.Segments,
 		SegmentThreshold: opts.SegmentThreshold,

@@ -15,7 +15,6 @@ import (
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/verify"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -33,11 +32,11 @@ type InventoryOptions struct {
 	// catalog: those of this manifest file, under PREFIX as bundle load
 	// puts them (load.RewriteRef).
 	File string
-	// Insecure, Keychain, Retry and Jobs configure a registry walk.
-	Insecure []string
-	Keychain authn.Keychain
-	Retry    fetch.RetryPolicy
-	Jobs     int
+	// Access and Jobs configure a registry walk: how the registry is
+	// reached (zero values mean fetch's defaults), how many repositories
+	// are walked at once.
+	fetch.Access
+	Jobs int
 	// Created is the inventory's created time (SOURCE_DATE_EPOCH); zero
 	// means now.
 	Created time.Time
@@ -166,21 +165,10 @@ func registryInventory(ctx context.Context, opts InventoryOptions, inv *Inventor
 	if insecure {
 		nopts = append(nopts, name.Insecure)
 	}
-	if opts.Keychain == nil {
-		opts.Keychain = authn.DefaultKeychain
-	}
-	if opts.Retry.Attempts <= 0 {
-		opts.Retry = fetch.DefaultRetryPolicy
-	}
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs()
 	}
-	ropts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(opts.Keychain),
-		remote.WithTransport(fetch.NewRetryTransport(opts.Retry, insecure, nil)),
-		remote.WithRetryPredicate(func(error) bool { return false }), // retries are the transport's
-	}
+	ropts := opts.Access.RemoteOptions(ctx, insecure)
 
 	var repos []string
 	if opts.File != "" {

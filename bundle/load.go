@@ -16,7 +16,6 @@ import (
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
-	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/pgzip"
 )
@@ -64,12 +63,10 @@ type LoadOptions struct {
 	// Images and Platforms select what to load (load.Selection).
 	Images    []string
 	Platforms []string
-	// Jobs, Insecure, Keychain, Retry and DockerHost configure the target
+	// Jobs, Access (a registry's) and DockerHost configure the target
 	// (load.Options).
-	Jobs       int
-	Insecure   []string
-	Keychain   authn.Keychain
-	Retry      fetch.RetryPolicy
+	Jobs int
+	fetch.Access
 	DockerHost string
 	// TempDir is where a bundle read from a pipe or a compressed bundle is
 	// spooled (uncompressed) before loading; "" means os.TempDir().
@@ -169,9 +166,7 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 	opts.Progress = retries
 	target, err := load.ParseTarget(opts.To, load.Options{
 		Jobs:       opts.Jobs,
-		Insecure:   opts.Insecure,
-		Keychain:   opts.Keychain,
-		Retry:      opts.Retry,
+		Access:     opts.Access,
 		DockerHost: opts.DockerHost,
 		Progress:   retries,
 	})

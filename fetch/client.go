@@ -34,26 +34,18 @@ func (noProgress) Downloaded(int64)                         {}
 
 // Options configure a Client.
 type Options struct {
-	// Keychain finds credentials; nil means authn.DefaultKeychain
-	// (docker config.json, DOCKER_CONFIG, credential helpers).
-	Keychain authn.Keychain
-	// Insecure lists registry hosts ("host:port") reached over plain HTTP
-	// or TLS without verification. Loopback registries need no entry.
-	Insecure []string
-	// Retry is the retry policy; zero means DefaultRetryPolicy.
-	Retry RetryPolicy
+	// Access: the insecure hosts, the credentials, the retry policy and
+	// the stall window (Retry.Stall: every transfer, a blob, a manifest, a
+	// token or a tag list, must move StallMinBytes, or what is left of it,
+	// in this long; one that moves less is dropped and retried, a blob
+	// resumed with a Range request, as a break).
+	Access
 	// Progress receives events; nil discards them.
 	Progress Progress
 	// UserAgent is sent with every request.
 	UserAgent string
 	// Cache stores every manifest and blob fetched; required.
 	Cache *Cache
-	// StallTimeout is the window in which every transfer (a blob, a
-	// manifest, a token, a tag list) must move StallMinBytes, or what is
-	// left of it: one that moves less is dropped, and retried (a blob:
-	// resumed with a Range request) as a break. Zero means
-	// DefaultStallTimeout.
-	StallTimeout time.Duration
 	// SegmentThreshold is the blob size from which a download is split
 	// into segments: Range requests made at once, each on its own
 	// connection, so that a server's per-connection rate does not bound a
@@ -70,7 +62,7 @@ type Options struct {
 	MaxConns int
 }
 
-// DefaultStallTimeout is used when Options.StallTimeout is zero.
+// DefaultStallTimeout is used when Access.Retry.Stall is zero.
 const DefaultStallTimeout = 60 * time.Second
 
 // Client fetches from registries. It is safe for concurrent use.
@@ -105,16 +97,17 @@ type repoTransport struct {
 
 // New makes a Client.
 func New(opts Options) *Client {
+	access := opts.Access.WithDefaults()
 	c := &Client{
-		keychain: opts.Keychain,
+		keychain: access.Keychain,
 		insecure: map[string]bool{},
-		policy:   opts.Retry,
+		policy:   access.Retry,
 		progress: opts.Progress,
 		ua:       opts.UserAgent,
 		repos:    map[string]*repoTransport{},
 		stored:   map[string]bool{},
 		cache:    opts.Cache,
-		stall:    opts.StallTimeout,
+		stall:    access.Retry.Stall,
 		noRange:  map[string]bool{},
 
 		segThreshold: opts.SegmentThreshold,
@@ -134,21 +127,10 @@ func New(opts Options) *Client {
 	if c.conns.max <= 0 {
 		c.conns.max = DefaultMaxConns
 	}
-	if c.stall <= 0 {
-		c.stall = opts.Retry.Stall
-	}
-	if c.stall <= 0 {
-		c.stall = DefaultStallTimeout
-	}
-	if c.keychain == nil {
-		c.keychain = authn.DefaultKeychain
-	}
-	c.policy = c.policy.withDefaults()
-	c.policy.Stall = c.stall
 	if c.progress == nil {
 		c.progress = noProgress{}
 	}
-	for _, h := range opts.Insecure {
+	for _, h := range access.Insecure {
 		c.insecure[h] = true
 	}
 	c.base = c.newRetry(&stallTransport{inner: protoSplit{h2: newHTTPTransport(false, c.stall), h1: newHTTP1Transport(false, c.stall)}, window: c.stall})

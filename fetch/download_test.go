@@ -31,7 +31,7 @@ func TestDownloaderCachedRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := New(Options{Keychain: authn.NewMultiKeychain(), Cache: cache})
+	c := New(Options{Access: Access{Keychain: authn.NewMultiKeychain()}, Cache: cache})
 	ctx := context.Background()
 	for range 40 { // the race is a narrow window: try it often
 		d := NewDownloader(ctx, c, cache, 8)

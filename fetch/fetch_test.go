@@ -154,7 +154,7 @@ func TestFetchBlobFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := &recorder{}
-			c := New(Options{Keychain: authn.NewMultiKeychain(), Retry: fast, Progress: rec, Cache: cache})
+			c := New(Options{Access: Access{Keychain: authn.NewMultiKeychain(), Retry: fast}, Progress: rec, Cache: cache})
 			start := time.Now()
 			n, err := c.FetchBlob(context.Background(), repo, desc)
 			if tt.wantErr != "" {
@@ -226,7 +226,7 @@ func TestResumeAcrossRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.ranges = nil
-	c := New(Options{Keychain: authn.NewMultiKeychain(), Cache: cache})
+	c := New(Options{Access: Access{Keychain: authn.NewMultiKeychain()}, Cache: cache})
 	n, err := c.FetchBlob(context.Background(), repo, desc)
 	if err != nil {
 		t.Fatal(err)

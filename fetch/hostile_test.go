@@ -112,7 +112,7 @@ func TestRedirectLoopStops(t *testing.T) {
 func TestRangeIgnoredHalfBodyFails(t *testing.T) {
 	p, repo, desc, _ := proxied(t)
 	rule := p.Inject(testenv.Fault{Mode: testenv.FaultIgnoreRange, Kind: testenv.KindBlob})
-	c, _ := newTestClient(t, t.TempDir(), Options{Retry: RetryPolicy{Attempts: 3, Base: time.Millisecond, Max: time.Second}})
+	c, _ := newTestClient(t, t.TempDir(), Options{Access: Access{Retry: RetryPolicy{Attempts: 3, Base: time.Millisecond, Max: time.Second}}})
 	took, err := bounded(t, 20*time.Second, func(ctx context.Context) error { _, err := c.FetchBlob(ctx, repo, desc); return err })
 	if err == nil || !strings.Contains(err.Error(), desc.Digest.String()) || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err %v, want an unexpected EOF naming %s", err, desc.Digest)
@@ -133,7 +133,7 @@ func TestRangeIgnoredHalfBodyFails(t *testing.T) {
 func TestEveryBreakCounts(t *testing.T) {
 	p, repo, desc, _ := proxied(t)
 	rule := p.Inject(testenv.Fault{Mode: testenv.FaultTruncate, After: 1 << 10, Kind: testenv.KindBlob})
-	c, _ := newTestClient(t, t.TempDir(), Options{Retry: RetryPolicy{Attempts: 3, Base: time.Millisecond, Max: time.Second}})
+	c, _ := newTestClient(t, t.TempDir(), Options{Access: Access{Retry: RetryPolicy{Attempts: 3, Base: time.Millisecond, Max: time.Second}}})
 	_, err := bounded(t, 20*time.Second, func(ctx context.Context) error { _, err := c.FetchBlob(ctx, repo, desc); return err })
 	if err == nil || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err %v, want unexpected EOF", err)
@@ -148,7 +148,7 @@ func TestEveryBreakCounts(t *testing.T) {
 func TestLongerThanDescriptorFails(t *testing.T) {
 	p, repo, desc, _ := proxied(t)
 	rule := p.Inject(testenv.Fault{Mode: testenv.FaultLonger, Kind: testenv.KindBlob})
-	c, _ := newTestClient(t, t.TempDir(), Options{Retry: RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: time.Second}})
+	c, _ := newTestClient(t, t.TempDir(), Options{Access: Access{Retry: RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: time.Second}}})
 	_, err := bounded(t, 20*time.Second, func(ctx context.Context) error { _, err := c.FetchBlob(ctx, repo, desc); return err })
 	var se *SizeError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), desc.Digest.String()) {
@@ -270,7 +270,7 @@ func TestOversizedManifestFails(t *testing.T) {
 func TestDripIsAStall(t *testing.T) {
 	h, _ := newHostileRegistry(t)
 	_, _, desc, _ := proxied(t)
-	c, _ := newTestClient(t, t.TempDir(), Options{StallTimeout: 300 * time.Millisecond, Retry: RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: time.Second}})
+	c, _ := newTestClient(t, t.TempDir(), Options{Access: Access{Retry: RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: time.Second, Stall: 300 * time.Millisecond}}})
 	for _, tt := range []struct {
 		kind testenv.RequestKind
 		do   func(ctx context.Context) error

@@ -56,7 +56,7 @@ func newTestClient(t *testing.T, dir string, opts Options) (*Client, *recorder) 
 	opts.Cache = cache
 	opts.Progress = rec
 	if opts.Retry.Attempts == 0 {
-		opts.Retry = RetryPolicy{Attempts: 4, Base: time.Millisecond, Max: 2 * time.Second}
+		opts.Retry = RetryPolicy{Attempts: 4, Base: time.Millisecond, Max: 2 * time.Second, Stall: opts.Retry.Stall}
 	}
 	return New(opts), rec
 }
@@ -74,7 +74,7 @@ func checkCached(t *testing.T, c *Client, desc v1.Descriptor, data []byte) {
 func TestStalledBodyResumes(t *testing.T) {
 	p, repo, desc, data := proxied(t)
 	p.Inject(testenv.Fault{Mode: testenv.FaultSlow, Rate: 8 << 20, After: 300 << 10, Stall: 10 * time.Second, Kind: testenv.KindBlob, Times: 1})
-	c, rec := newTestClient(t, t.TempDir(), Options{StallTimeout: 300 * time.Millisecond})
+	c, rec := newTestClient(t, t.TempDir(), Options{Access: Access{Retry: RetryPolicy{Stall: 300 * time.Millisecond}}})
 	start := time.Now()
 	if _, err := c.FetchBlob(t.Context(), repo, desc); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestStalledBodyResumes(t *testing.T) {
 	// Slow but moving (about 1.3 s at 800 KiB/s) is no stall.
 	p.ClearFaults()
 	p.Inject(testenv.Fault{Mode: testenv.FaultSlow, Rate: 800 << 10, Kind: testenv.KindBlob})
-	c2, _ := newTestClient(t, t.TempDir(), Options{StallTimeout: 300 * time.Millisecond})
+	c2, _ := newTestClient(t, t.TempDir(), Options{Access: Access{Retry: RetryPolicy{Stall: 300 * time.Millisecond}}})
 	if _, err := c2.FetchBlob(t.Context(), repo, desc); err != nil || c2.Retries() != 0 {
 		t.Errorf("slow trickle: %v, %d retries; want success without a retry", err, c2.Retries())
 	}

@@ -217,7 +217,7 @@ func TestSegmentBreakResumes(t *testing.T) {
 			f.Kind, f.Method, f.Nth = testenv.KindBlob, http.MethodGet, 1
 			rule := p.Inject(f)
 			opts := segOpts
-			opts.StallTimeout = 300 * time.Millisecond // for the stalled body
+			opts.Retry.Stall = 300 * time.Millisecond // for the stalled body
 			c, rec := newTestClient(t, t.TempDir(), opts)
 			n, err := c.FetchBlob(t.Context(), repo, desc)
 			if err != nil {

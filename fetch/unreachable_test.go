@@ -26,7 +26,7 @@ func TestUnreachableRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := New(Options{Keychain: authn.NewMultiKeychain(), Cache: cache, Retry: RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: time.Millisecond}})
+	c := New(Options{Access: Access{Keychain: authn.NewMultiKeychain(), Retry: RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: time.Millisecond}}, Cache: cache})
 	repo, _ := name.NewRepository(host + "/app")
 	h, _ := v1.NewHash("sha256:" + strings.Repeat("a", 64))
 	_, err = c.FetchBlob(context.Background(), repo, v1.Descriptor{Digest: h, Size: 1})

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -355,7 +356,7 @@ func TestPingFails(t *testing.T) {
 		{"docker://127.0.0.1:1/x", "connection refused"},
 		{"oci:" + file + "/sub", "not a directory"},
 	} {
-		tg, err := ParseTarget(tt.spec, Options{Retry: fastRetry})
+		tg, err := ParseTarget(tt.spec, Options{Access: fetch.Access{Retry: fastRetry}})
 		if err != nil {
 			t.Fatal(err)
 		}

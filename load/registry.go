@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bundle-tool/bundle/fetch"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -74,12 +72,7 @@ func NewRegistry(spec string, opts Options) (*Registry, error) {
 	if r.opts.Jobs <= 0 {
 		r.opts.Jobs = 4
 	}
-	if r.opts.Keychain == nil {
-		r.opts.Keychain = authn.DefaultKeychain
-	}
-	if r.opts.Retry.Attempts <= 0 {
-		r.opts.Retry = fetch.DefaultRetryPolicy
-	}
+	r.opts.Access = opts.Access.WithDefaults()
 	return r, nil
 }
 

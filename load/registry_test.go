@@ -155,7 +155,7 @@ func TestRegistryFaults(t *testing.T) {
 	images, _ := standardImages(t, "example.com/faults")
 	fx := writeBundle(t, t.TempDir(), images)
 	b, sel := openFixture(t, fx, Selection{})
-	tg, err := NewRegistry(host+"/mirror", Options{Jobs: 3, Retry: fastRetry})
+	tg, err := NewRegistry(host+"/mirror", Options{Jobs: 3, Access: fetch.Access{Retry: fastRetry}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestRegistryNoTagOnFailure(t *testing.T) {
 	images, _ := standardImages(t, "example.com/notag")
 	fx := writeBundle(t, t.TempDir(), images[:4])
 	b, sel := openFixture(t, fx, Selection{})
-	tg, err := NewRegistry(host+"/m", Options{Jobs: 2, Retry: fastRetry})
+	tg, err := NewRegistry(host+"/m", Options{Jobs: 2, Access: fetch.Access{Retry: fastRetry}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestRegistryInterruptedThenResumed(t *testing.T) {
 	images, _ := standardImages(t, "example.com/resume")
 	fx := writeBundle(t, t.TempDir(), images)
 	b, sel := openFixture(t, fx, Selection{})
-	tg, err := NewRegistry(host+"/m", Options{Jobs: 1, Retry: fastRetry})
+	tg, err := NewRegistry(host+"/m", Options{Jobs: 1, Access: fetch.Access{Retry: fastRetry}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestRegistryBrokenUploadsDistribution(t *testing.T) {
 	images, _ := standardImages(t, "example.com/broken")
 	fx := writeBundle(t, t.TempDir(), images)
 	b, sel := openFixture(t, fx, Selection{})
-	tg, err := NewRegistry(strings.TrimPrefix(s.URL, "http://")+"/broken", Options{Jobs: 2, Retry: fastRetry})
+	tg, err := NewRegistry(strings.TrimPrefix(s.URL, "http://")+"/broken", Options{Jobs: 2, Access: fetch.Access{Retry: fastRetry}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,5 +335,21 @@ func TestRegistryBrokenUploadsDistribution(t *testing.T) {
 		if err != nil || desc.Digest != im.Digest {
 			t.Errorf("%s: %v %v, want %s", ref, desc, err, im.Digest)
 		}
+	}
+}
+
+// TestNewRegistryAccessDefaults: a registry target fills Access's zero
+// values with fetch's defaults and keeps a stall window given with the
+// default attempts (bundle load --retries 0 --stall-timeout 5s).
+func TestNewRegistryAccessDefaults(t *testing.T) {
+	r, err := NewRegistry("reg.example:5000/m", Options{Access: fetch.Access{Retry: fetch.RetryPolicy{Stall: 5 * time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.opts.Retry.Attempts != fetch.DefaultRetryPolicy.Attempts || r.opts.Retry.Stall != 5*time.Second {
+		t.Errorf("Retry = %+v, want the default attempts and a 5s stall window", r.opts.Retry)
+	}
+	if r.opts.Keychain == nil {
+		t.Error("no keychain: want authn.DefaultKeychain")
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/bundle-tool/bundle/fetch"
-	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -159,14 +158,10 @@ func orNop(p Progress) Progress {
 type Options struct {
 	// Jobs is how many blobs are sent at once (registry, layout).
 	Jobs int
-	// Insecure lists registry hosts reached over plain HTTP or TLS without
-	// verification. Loopback needs none.
-	Insecure []string
-	// Keychain finds registry credentials; nil means authn.DefaultKeychain.
-	Keychain authn.Keychain
-	// Retry is the retry policy for registry and daemon requests; zero means
-	// fetch.DefaultRetryPolicy.
-	Retry fetch.RetryPolicy
+	// Access is how a registry target is reached: insecure hosts,
+	// credentials, the retry policy and the stall window (zero values
+	// mean fetch's defaults).
+	fetch.Access
 	// DockerHost is the daemon's address; "" means $DOCKER_HOST, else
 	// unix:///var/run/docker.sock.
 	DockerHost string
