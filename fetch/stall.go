@@ -22,7 +22,10 @@ const StallMinBytes = 64 << 10
 // the request's body is being sent, and while the response's body is being
 // read, every window of the stall timeout must move StallMinBytes (or all
 // that is left). The wait for the response's headers is the HTTP
-// transport's ResponseHeaderTimeout, and not watched here.
+// transport's ResponseHeaderTimeout, which starts only once the request is
+// written: a request body read to its end but still in the write buffers
+// of a server that reads it slowly is watched here, and its answer must
+// come within two windows of the last read.
 type stallTransport struct {
 	inner  http.RoundTripper
 	window time.Duration
@@ -78,6 +81,8 @@ type stallWatch struct {
 	n      int64 // bytes moved in this phase
 	mark   int64 // n when the window began
 	length int64 // the phase's body length; -1 unknown
+	sent   bool  // a request body read to its end: the answer is awaited
+	waits  int   // windows that passed with the request body all read
 	err    *StallError
 }
 
@@ -89,7 +94,7 @@ func (w *stallWatch) begin(length int64) int {
 	if w.err != nil {
 		return w.gen
 	}
-	w.n, w.mark, w.length = 0, 0, length
+	w.n, w.mark, w.length, w.sent, w.waits = 0, 0, length, false, 0
 	if w.timer != nil {
 		w.timer.Stop()
 	}
@@ -111,6 +116,15 @@ func (w *stallWatch) pause(g int) {
 	}
 }
 
+// sentAll marks phase g's request body as read to its end.
+func (w *stallWatch) sentAll(g int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if g == w.gen {
+		w.sent = true
+	}
+}
+
 func (w *stallWatch) add(k int) {
 	w.mu.Lock()
 	w.n += int64(k)
@@ -126,6 +140,25 @@ func (w *stallWatch) check(g int) {
 	need := int64(StallMinBytes)
 	if w.length >= 0 {
 		need = min(need, w.length-w.mark)
+	}
+	if w.sent || (w.length >= 0 && w.mark >= w.length) {
+		// A request body read to its end may still sit in the write
+		// buffers of a server that reads it slowly, and net/http's
+		// ResponseHeaderTimeout starts only when the write is done:
+		// the answer must come within two windows of the last read
+		// (one to drain the buffers, one for the header timeout's).
+		if w.waits++; w.waits >= 2 {
+			w.err = &StallError{After: w.window, Answer: true}
+			w.gen++
+			err := w.err
+			w.mu.Unlock()
+			w.cancel(err)
+			return
+		}
+		w.mark = w.n
+		w.timer.Reset(w.window)
+		w.mu.Unlock()
+		return
 	}
 	if got := w.n - w.mark; got < need {
 		w.err = &StallError{After: w.window, Got: got}
@@ -171,7 +204,11 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 			return n, se
 		}
 		if g := b.phase.Load(); err == io.EOF && g > 0 {
-			b.w.pause(int(g))
+			if b.lazy {
+				b.w.sentAll(int(g)) // a request's: the answer is awaited
+			} else {
+				b.w.pause(int(g))
+			}
 		}
 	}
 	return n, err
