@@ -7,15 +7,17 @@ import (
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/internal/space"
+	"github.com/bundle-tool/bundle/manifests"
 	"github.com/urfave/cli/v2"
 )
 
 func init() {
 	register(&cli.Command{
 		Name:      "create",
-		Usage:     "pull the images listed in a manifest file into one bundle file",
-		UsageText: "bundle create -f images.yaml -o images.tar [options]",
-		Description: `Reads images.yaml (or a plain images.txt list), resolves every reference on its
+		Usage:     "pull the images listed in a manifest file, or named as arguments, into one bundle file",
+		UsageText: "bundle create [-f images.yaml] [REF...] -o images.tar [options]",
+		Description: `Reads images.yaml (or a plain images.txt list) and the references given as
+arguments, resolves every reference on its
 registry, downloads every blob into a verified cache, and writes one tar that
 'docker load -i' accepts as it is, with bundle.json (digest index and blob index)
 first. The file is written to a temp file beside the output and renamed only when
@@ -23,6 +25,8 @@ complete; images.tar.sha256 is written beside it.
 
 Examples:
    bundle create -f images.yaml -o images.tar
+   bundle create -o images.tar debian:bookworm alpine:3.20 --platform linux/amd64 --platform linux/arm64
+   bundle create -o team.tar --all-tags registry.local:5000/team/app
    bundle create -f images.txt -o images.tar --lock images.lock
    SOURCE_DATE_EPOCH=0 bundle create -f images.yaml --locked images.lock -o images.tar
    bundle create -f images.yaml -o - | ssh gateway 'cat > images.tar'
@@ -33,7 +37,9 @@ Examples:
    bundle create -f images.yaml --have have.json -o delta.tar  # have.json: bundle inventory`,
 		Flags: flagList(
 			[]cli.Flag{
-				&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest file (images.yaml or images.txt)", Required: true},
+				&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest file (images.yaml or images.txt); references given as arguments are added to it"},
+				&cli.StringSliceFlag{Name: "platform", Usage: "platform to keep, such as linux/arm64 (repeatable; all: every platform): for the references given as arguments, or else the file's default"},
+				&cli.BoolFlag{Name: "all-tags", Usage: "every tag of each repository given as an argument (as docker pull --all-tags)"},
 				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle file to write, or - for stdout", Required: true},
 				&cli.StringFlag{Name: "lock", Usage: "write the digest each reference resolved to into this lockfile"},
 				&cli.StringFlag{Name: "locked", Usage: "fetch exactly the digests of this lockfile (a moved tag is an error)"},
@@ -64,8 +70,14 @@ type createOptions struct {
 
 // readCreateOptions reads and checks create's flags.
 func readCreateOptions(c *cli.Context) (createOptions, error) {
-	if c.Args().Len() > 0 {
-		return createOptions{}, usagef("create takes no arguments (got %q); use -f and -o", c.Args().First())
+	args := manifests.Args{Refs: c.Args().Slice(), Platforms: c.StringSlice("platform"), AllTags: c.Bool("all-tags")}
+	if c.String("file") == "" && len(args.Refs) == 0 {
+		return createOptions{}, usagef("no images: give a manifest file (-f images.yaml) or references as arguments")
+	}
+	// The arguments are checked here, so that a bad one is a usage error;
+	// bundle.Create adds them to the file's entries.
+	if _, err := manifests.AddArgs(nil, args); err != nil {
+		return createOptions{}, usagef("%v", err)
 	}
 	jobs, err := readJobs(c)
 	if err != nil {
@@ -73,6 +85,7 @@ func readCreateOptions(c *cli.Context) (createOptions, error) {
 	}
 	o := createOptions{out: readOutput(c), create: bundle.CreateOptions{
 		File:           c.String("file"),
+		Args:           args,
 		Output:         c.String("output"),
 		Lock:           c.String("lock"),
 		Locked:         c.String("locked"),
@@ -114,15 +127,25 @@ func readCreateOptions(c *cli.Context) (createOptions, error) {
 func runCreate(ctx context.Context, o createOptions, std stdio) error {
 	opts := o.create
 	opts.Stdout = std.stdout
+	if opts.Output == "-" && isTerminal(std.stdout) {
+		return usagef("refusing to write a bundle to a terminal: redirect stdout (-o - > images.tar) or give -o FILE")
+	}
 	ui := newCreateUI(std.stderr, o.out.quiet)
 	opts.Progress = ui
 	res, err := bundle.Create(ctx, opts)
 	ui.finish()
 	var se *space.Error
 	if errors.As(err, &se) {
-		return withHint(err, "free some space, or choose another -o or --cache (--no-space-check skips this check)")
+		err = withHint(err, "free some space, or choose another -o or --cache (--no-space-check skips this check)")
 	}
 	if err != nil {
+		if o.out.json {
+			// Every run prints its result, a failed one too (cron).
+			b, jerr := bundle.MarshalResult(&bundle.CreateResult{Output: opts.Output, Images: []bundle.ImageSummary{}, Error: err.Error()})
+			if jerr == nil {
+				_, _ = std.stdout.Write(b)
+			}
+		}
 		return err
 	}
 	if o.out.json {

@@ -317,7 +317,7 @@ func TestCreateErrors(t *testing.T) {
 			[]string{"no manifest for platform linux/s390x"}},
 		{"missing output dir", "images:\n  - " + app.Ref + "\n", []string{"-o", filepath.Join(dir, "no", "such", "dir", "x.tar")}, 1,
 			[]string{"output directory", "no such file or directory"}},
-		{"usage", "images:\n  - " + app.Ref + "\n", []string{"extra-arg"}, 2, []string{"create takes no arguments"}},
+		{"usage", "images:\n  - " + app.Ref + "\n", []string{"Bad Ref!"}, 2, []string{"argument 1: bad reference"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -134,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, c := range app.Commands {
 		c.OnUsageError = onUsageError // cli sets it on the root command only
 	}
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	if name, ok := app.Metadata[unknownCommandKey].(string); ok && err == nil {
 		err = unknownCommand(name)
 	}

@@ -42,7 +42,10 @@ func (NopProgress) Written(int64)                            {}
 
 // CreateOptions are the inputs of Create.
 type CreateOptions struct {
-	File   string    // images.yaml or images.txt
+	File string // images.yaml or images.txt; "" when Args name every image
+	// Args are images named on the command line, with --platform and
+	// --all-tags (manifests.AddArgs): appended to File's entries.
+	Args   manifests.Args
 	Output string    // bundle path, or "-" for Stdout
 	Stdout io.Writer // where "-" writes
 	// Lock, when set, is where to write the lockfile of what was resolved.
@@ -104,6 +107,9 @@ type CreateResult struct {
 	// Split volumes (volumes.go); delta and unchanged runs (delta.go).
 	Volumes []VolumeSummary `json:"volumes,omitempty"`
 	DeltaSummary
+	// Error is set, and the rest mostly empty, when the run failed: --json
+	// prints a result for every run, so that a cron wrapper can parse each.
+	Error string `json:"error,omitempty"`
 }
 
 // Create runs bundle create: resolve every reference, plan the bundle,
@@ -171,8 +177,18 @@ func newCreation(opts CreateOptions) (*creation, error) {
 		opts.Jobs = DefaultJobs()
 	}
 	var err error
-	if c.spec, err = manifests.Load(opts.File); err != nil {
-		return nil, err
+	switch {
+	case opts.File != "":
+		if c.spec, err = manifests.Load(opts.File); err != nil {
+			return nil, err
+		}
+	case len(opts.Args.Refs) == 0:
+		return nil, errors.New("no images: give a manifest file (-f images.yaml) or references as arguments")
+	}
+	if len(opts.Args.Refs) > 0 || opts.Args.Platforms != nil {
+		if c.spec, err = manifests.AddArgs(c.spec, opts.Args); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Locked != "" {
 		if c.lock, err = manifests.ReadLock(opts.Locked); err != nil {

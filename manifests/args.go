@@ -8,8 +8,7 @@ import (
 	"strings"
 )
 
-// ArgsFile is the File of a Spec made only from command-line arguments,
-// and what the positions of argument entries name ("argument 2").
+// ArgsFile is the File of a Spec made only from command-line arguments.
 const ArgsFile = "arguments"
 
 // allTags is the tag pattern of --all-tags: every tag of the repository.
@@ -27,7 +26,7 @@ type Args struct {
 // images named by args appended, checked like the entries of a file: a
 // reference that does not parse, or names an image already named (in the
 // file or before it on the command line), is an error naming the argument
-// and its position. --platform applies to the argument entries; with no
+// and its position ("argument 2"). --platform applies to the argument entries; with no
 // references it is the default of the file's entries that set none of
 // their own (the file's top-level platforms). The result's SHA256 covers
 // the file's bytes and the arguments, so a lockfile or bundle.json source
@@ -62,7 +61,7 @@ func AddArgs(base *Spec, args Args) (*Spec, error) {
 		s.Platforms = args.Platforms
 	}
 	for i, ref := range args.Refs {
-		pos := Pos{File: fmt.Sprintf("argument %d (%s)", i+1, ref)}
+		pos := Pos{File: fmt.Sprintf("argument %d", i+1)}
 		parts, err := parseRef(ref)
 		if err != nil {
 			p.errs.add(pos, err, "%s", err)

@@ -39,7 +39,7 @@ func TestAddArgs(t *testing.T) {
 		t.Errorf("busybox entry %+v", s.Images[1])
 	}
 	_, err = AddArgs(base, Args{Refs: []string{"docker.io/library/alpine:3.20"}})
-	if err == nil || !strings.Contains(err.Error(), `argument 1 (docker.io/library/alpine:3.20): duplicate image`) || !strings.Contains(err.Error(), "images.yaml:3:5") {
+	if err == nil || !strings.Contains(err.Error(), `argument 1: duplicate image "docker.io/library/alpine:3.20"`) || !strings.Contains(err.Error(), "images.yaml:3:5") {
 		t.Errorf("duplicate: %v", err)
 	}
 
@@ -59,11 +59,11 @@ func TestAddArgs(t *testing.T) {
 		args Args
 		want string
 	}{
-		{Args{Refs: []string{"Bad Ref"}}, "argument 1 (Bad Ref): "},
+		{Args{Refs: []string{"Bad Ref"}}, "argument 1: bad reference \"Bad Ref\""},
 		{Args{Refs: []string{"app:1"}, Platforms: []string{"linux/amd46"}}, `did you mean "amd64"`},
 		{Args{Refs: []string{"app:1"}, AllTags: true}, "--all-tags takes a repository without a tag"},
 		{Args{AllTags: true}, "--all-tags needs repositories"},
-		{Args{Refs: []string{"a:1", "a:1"}}, "argument 2 (a:1): duplicate image"},
+		{Args{Refs: []string{"a:1", "a:1"}}, "argument 2: duplicate image"},
 	} {
 		if _, err := AddArgs(nil, tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("AddArgs(%+v) = %v, want %q", tc.args, err, tc.want)
