@@ -35,7 +35,7 @@ func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	if r.opts.AccessLog != nil {
 		defer func() {
-			r.opts.AccessLog(Access{Time: start, Remote: req.RemoteAddr, Method: req.Method, Path: truncate(req.URL.RequestURI()),
+			r.opts.AccessLog(Access{Time: start, Remote: req.RemoteAddr, Method: req.Method, Path: logPath(req.URL.RequestURI()),
 				Status: lw.status, Bytes: lw.n, Duration: time.Since(start), Seconds: time.Since(start).Seconds(), Error: lw.err})
 		}()
 	}
@@ -228,6 +228,15 @@ func (r *Registry) manifest(w http.ResponseWriter, req *http.Request, route Rout
 	if req.Method != http.MethodHead {
 		_, _ = w.Write(data)
 	}
+}
+
+// logPath bounds what the access log quotes of a request URI (the
+// server's header limit bounds it already; this keeps a line readable).
+func logPath(s string) string {
+	if len(s) > 2*MaxPathLength {
+		return s[:2*MaxPathLength] + "…"
+	}
+	return s
 }
 
 // sniffMediaType reads a manifest's own mediaType field.
