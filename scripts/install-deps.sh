@@ -7,6 +7,7 @@
 #   podman                                   package podman
 #   ctr (containerd)                         package containerd
 #   strace (proves verify/load open no connection)  package strace
+#   conformance (OCI distribution-spec suite)  go install, into the tool dir's bin/
 #
 # Idempotent: when everything is present it only says so. It runs `apt-get update`
 # once, and only when something has to be installed. It uses sudo only when not
@@ -27,6 +28,37 @@ esac
 export PATH
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
+
+# The OCI distribution-spec conformance suite (bundle serve's acceptance
+# test runs it), built once with go install from a throwaway directory, so
+# that the project's go.mod never requires it, into the tool dir's bin/
+# ($BUNDLE_TOOLDIR, default ~/.cache/bundle-tools, as scripts/tools.sh on
+# main), with a stamp of the version it was built at. No tagged version
+# holds the package: a pseudo-version is pinned.
+CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
+install_conformance() {
+	local dir="${BUNDLE_TOOLDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bundle-tools}/bin" tmp
+	if [[ -x $dir/conformance && $(cat "$dir/.conformance.version" 2>/dev/null) == "$CONFORMANCE_VERSION" ]]; then
+		log "present: conformance $CONFORMANCE_VERSION ($dir/conformance)"
+		return 0
+	fi
+	command -v go >/dev/null 2>&1 || { log "go not found: cannot build the conformance suite"; return 1; }
+	mkdir -p "$dir"
+	tmp=$(mktemp -d)
+	log "building the OCI conformance suite $CONFORMANCE_VERSION into $dir"
+	if (cd "$tmp" && GOBIN="$dir" GOFLAGS=-mod=mod go install "github.com/opencontainers/distribution-spec/conformance@$CONFORMANCE_VERSION"); then
+		printf '%s\n' "$CONFORMANCE_VERSION" >"$dir/.conformance.version"
+		rm -rf "$tmp"
+		return 0
+	fi
+	rm -rf "$tmp"
+	log "could not build the conformance suite $CONFORMANCE_VERSION"
+	return 1
+}
+if ! install_conformance && [[ ${CI:-} == true ]]; then
+	log "error: CI=true and the conformance suite is missing: bundle serve's conformance test would fail"
+	exit 1
+fi
 
 # program:package pairs, checked in this order.
 deps=(
