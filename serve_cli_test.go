@@ -87,9 +87,11 @@ func TestServeCommandLine(t *testing.T) {
 	if err := os.WriteFile(gz, []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0, 0}, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, code = bundleCLI(t, "serve", "-i", gz)
-	if code != 3 || !strings.Contains(stderr, "gzip-compressed") || !strings.Contains(stderr, "bundle: hint: decompress it once (gunzip -k") {
-		t.Errorf("a gzip bundle: exit %d; stderr:\n%s", code, stderr)
+	for _, args := range [][]string{{"serve", "-i", gz}, {"serve", "-i", gz, "--print-config", "podman"}} {
+		_, stderr, code = bundleCLI(t, args...)
+		if code != 3 || !strings.Contains(stderr, "gzip-compressed") || !strings.Contains(stderr, "bundle: hint: decompress it once (gunzip -k") {
+			t.Errorf("bundle %s: exit %d; stderr:\n%s", strings.Join(args, " "), code, stderr)
+		}
 	}
 
 	// --print-config: one hosts.toml per upstream, as JSON for scripts.

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -167,7 +168,7 @@ func Upstreams(inputs []string) ([]string, error) {
 		f, err := tarball.OpenReaderAt(vr, vr.Size())
 		if err != nil {
 			vr.Close()
-			if err == tarball.ErrCompressed {
+			if errors.Is(err, tarball.ErrCompressed) {
 				return nil, &CompressedError{Name: in}
 			}
 			return nil, fmt.Errorf("reading %s: %w", in, err)
