@@ -17,6 +17,7 @@ import (
 
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/load"
+	"github.com/bundle-tool/bundle/serve"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/urfave/cli/v2"
 )
@@ -194,7 +195,7 @@ func isCorrupt(err error) bool {
 	var entry *tarball.EntryError
 	var tc *tarball.CorruptError
 	return errors.As(err, &vc) || errors.As(err, &lc) || errors.As(err, &changed) || errors.As(err, &bomb) ||
-		errors.As(err, &notBundle) || errors.As(err, &entry) || errors.As(err, &tc)
+		errors.As(err, &notBundle) || errors.As(err, &entry) || errors.As(err, &tc) || serve.IsRefused(err)
 }
 
 // helpCommand is the command line that shows the help of the command

@@ -95,10 +95,7 @@ func (r *Registry) String() string {
 // Two sources with the same path on different registries land in the same
 // repository; load them into different prefixes.
 func RewriteRef(ref name.Reference, host name.Registry, prefix string) (name.Reference, error) {
-	path := ref.Context().RepositoryStr()
-	if prefix != "" {
-		path = prefix + "/" + path
-	}
+	path := RepositoryPath(ref, prefix)
 	var opts []name.Option
 	if host.Scheme() == "http" {
 		opts = append(opts, name.Insecure)
@@ -111,6 +108,21 @@ func RewriteRef(ref name.Reference, host name.Registry, prefix string) (name.Ref
 		return repo.Digest(d.DigestStr()), nil
 	}
 	return repo.Tag(ref.Identifier()), nil
+}
+
+// RepositoryPath is the repository a bundle's reference takes in a
+// registry that holds it under prefix (RewriteRef's rule without the
+// host): the source registry's host dropped, the path put under prefix.
+// bundle serve names what it serves by the same rule.
+//
+//	docker.io/library/debian:bookworm, ""   → library/debian
+//	ghcr.io/acme/api:1, "mirror"           → mirror/acme/api
+func RepositoryPath(ref name.Reference, prefix string) string {
+	path := ref.Context().RepositoryStr()
+	if prefix != "" {
+		path = prefix + "/" + path
+	}
+	return path
 }
 
 func (r *Registry) rewrite(im Chosen) (name.Reference, error) {

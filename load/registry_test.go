@@ -44,6 +44,10 @@ func TestRewriteRef(t *testing.T) {
 		if got.String() != tt.want {
 			t.Errorf("RewriteRef(%s, %q) = %s, want %s", tt.ref, tt.prefix, got, tt.want)
 		}
+		// RepositoryPath is the same rule without the host (bundle serve).
+		if p, want := RepositoryPath(mustParseRef(t, tt.ref), tt.prefix), got.Context().RepositoryStr(); p != want {
+			t.Errorf("RepositoryPath(%s, %q) = %s, want %s", tt.ref, tt.prefix, p, want)
+		}
 	}
 }
 

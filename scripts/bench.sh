@@ -4,6 +4,7 @@
 #   scripts/bench.sh            full run: ~1 GiB of layers, 3 iterations, writes BENCHMARKS.md
 #   scripts/bench.sh --smoke    tiny set, one iteration (CI runs this so the script cannot rot)
 #   ITER=5 MIB=2048 scripts/bench.sh
+#   SERVE_ONLY=1 scripts/bench.sh   case 7 alone (bundle serve vs distribution 2.8)
 #
 # Starts its own registries on 127.0.0.1 (Debian docker-registry) and its own
 # dockerd (Debian docker.io, private dirs and socket, overlay2 where the kernel
@@ -19,7 +20,10 @@
 # 5 load into a registry vs skopeo copy (oci-archive, one per image) and vs
 # crane push (OCI layout, one per image), re-load; 6 load into docker vs
 # docker load -i of the same file (and with BUNDLE_DOCKER_DECOMPRESS=0),
-# re-load.
+# re-load; 7 bundle serve of the bundle file vs distribution 2.8 serving the
+# same images from its own storage (the source registry), the same client
+# (internal/cmd/pullbench: PULLERS clients at once pulling every image, then
+# HEADS concurrent HEAD+GET of manifests), with the servers' peak RSS.
 #
 # Under CI=true a missing peer (skopeo, dockerd, docker, crane) fails the run;
 # elsewhere the cases that need it are skipped with a warning.
@@ -30,6 +34,8 @@ root=$(pwd)
 
 smoke=0
 [[ "${1:-}" == "--smoke" ]] && smoke=1
+# SERVE_ONLY=1: case 7 alone (bundle serve vs distribution), BENCHMARKS.md untouched.
+serve_only=${SERVE_ONLY:-0}
 if [[ $smoke -eq 1 ]]; then
 	ITER=${ITER:-1}; MIB=${MIB:-8}; IMAGES=${IMAGES:-2}; TINY=${TINY:-3}
 else
@@ -130,11 +136,13 @@ YML
 
 start_registry source
 host=$reg_host
+source_pid=$reg_pid
 
 log "building bundle and tools"
 go build -o "$work/bundle" .
 go build -o "$work/benchseed" ./internal/cmd/benchseed
 go build -o "$work/shapeproxy" ./internal/cmd/shapeproxy
+go build -o "$work/pullbench" ./internal/cmd/pullbench
 if ! GOBIN="$work/bin" go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"; then
 	[[ ${CI:-} == true ]] && { log "error: cannot install crane $CRANE_VERSION"; exit 1; }
 	log "warning: cannot install crane: skipping the crane cases"
@@ -182,6 +190,7 @@ ab() {
 export work bundle crane
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
+if [[ $serve_only -eq 0 ]]; then
 # ---- cases 1-4: create, verify -------------------------------------------
 sed "s/$host/$shaped/" "$work/refs.txt" >"$work/shaped_refs.txt"
 prep_create_cold() { rm -rf "$work/cache" "$work/out.tar" "$work/out.tar.sha256"; }
@@ -231,6 +240,59 @@ for i in $(seq 1 "$ITER"); do
 done
 rm -rf "$work/layers"
 
+else
+	log "SERVE_ONLY=1: the bundle made once, untimed; only case 7 runs"
+	"$bundle" create -q -f "$work/images.yaml" -o "$work/out.tar" --cache "$work/cache"
+	rm -rf "$work/cache"
+fi
+
+# ---- case 7: serve vs distribution ----------------------------------------
+# The bundle file served in place by bundle serve, and the same images from
+# the source registry's own storage (distribution 2.8, which the bundle was
+# made from): the same client pulls every image (the linux/amd64 manifest of
+# an index; every blob hashed and checked) with PULLERS clients at once, then
+# sends HEADS concurrent HEAD+GET of manifests. Timed by wall clock; the RSS
+# column is each server's peak (VmHWM, over its whole life: serve's includes
+# its verify pass at startup, distribution's the pulls of case 1).
+PULLERS=${PULLERS:-20}; HEADS=${HEADS:-200}
+serve_host=127.0.0.1:$(free_port)
+"$bundle" serve -i "$work/out.tar" --addr "$serve_host" 2>"$work/serve.log" &
+serve_pid=$!
+pids+=("$serve_pid")
+wait_http "http://$serve_host/v2/"
+# measure_server NAME PID HOST: one pullbench run against HOST; appends
+# "NAME seconds peak_rss_kib_of_PID" to results and its JSON line to NAME.jsonl.
+measure_server() {
+	local name=$1 pid=$2 target=$3 t0 t1
+	t0=$(date +%s.%N)
+	"$work/pullbench" -registry "$target" -refs "$work/refs.txt" -strip "$host" -clients "$PULLERS" -heads "$HEADS" \
+		>>"$work/$name.jsonl" 2>"$work/last.err" || { log "$name failed:"; tail -1 "$work/$name.jsonl" >&2; cat "$work/last.err" >&2; exit 1; }
+	t1=$(date +%s.%N)
+	echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")" >>"$work/results"
+	log "  $name: $(tail -1 "$work/$name.jsonl")"
+}
+for i in $(seq 1 "$ITER"); do
+	log "serve vs distribution, $PULLERS pullers: iteration $i/$ITER"
+	if (( i % 2 )); then
+		measure_server pull_serve "$serve_pid" "$serve_host"
+		measure_server pull_dist "$source_pid" "$host"
+	else
+		measure_server pull_dist "$source_pid" "$host"
+		measure_server pull_serve "$serve_pid" "$serve_host"
+	fi
+done
+serve_rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$serve_pid/status")
+stop_started "$serve_pid"
+grep -q 'bundle: error' "$work/serve.log" && { log "bundle serve failed:"; cat "$work/serve.log" >&2; exit 1; }
+median_field() { # FILE FIELD: the median of a numeric JSON field over the lines
+	sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" "$1" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+serve_mibs=$(median_field "$work/pull_serve.jsonl" mibPerSec)
+dist_mibs=$(median_field "$work/pull_dist.jsonl" mibPerSec)
+serve_heads=$(median_field "$work/pull_serve.jsonl" headSeconds)
+dist_heads=$(median_field "$work/pull_dist.jsonl" headSeconds)
+
+if [[ $serve_only -eq 0 ]]; then
 # ---- case 5: load into a registry -------------------------------------------
 # Each first load goes into a fresh, empty registry (restarted with no
 # data), so that no tool finds blobs another pushed. The peers get the
@@ -345,9 +407,11 @@ if [[ $have_docker -eq 1 ]]; then
 	rm -rf "$work/docker" 2>/dev/null || true
 fi
 
+fi # serve_only
+
 # ---- the table ----------------------------------------------------------------
 size=$(stat -c %s "$work/out.tar")
-table=$(awk -v size="$size" '
+table=$(awk -v size="$size" -v pullers="$PULLERS" -v heads="$HEADS" -v serve_rss="$serve_rss" -v serve_mibs="$serve_mibs" -v dist_mibs="$dist_mibs" -v serve_heads="$serve_heads" -v dist_heads="$dist_heads" '
 	{ t[$1] = t[$1] " " $2; r[$1] = ($3 > r[$1] ? $3 : r[$1]) }
 	function median(s,   a, n, i, j, x) {
 		n = split(s, a, " ")
@@ -379,17 +443,21 @@ table=$(awk -v size="$size" '
 		row("6. load → docker, gzip layers sent as they are, vs docker load -i", "load_docker_gz", "docker load -i", "docker_load", "")
 		row("6. load → docker, re-load (all present) vs docker load -i re-load", "load_docker_again", "docker load -i again", "docker_load_again", "")
 		row("6. load → docker, re-load vs first load", "load_docker_again", "load first", "load_docker", "")
+		row("7. serve: " pullers " clients pull every image, vs distribution 2.8 (its own storage)", "pull_serve", "distribution 2.8", "pull_dist", "1.0")
 		# bundle load verifies the whole bundle (deep: every layer
 		# decompressed) before it writes anything; a re-load is about that
 		# pass alone, so first load − re-load is the loading itself.
 		rss = 0; worst = ""
 		for (k in r) if (k ~ /^(create|verify|load)/ && r[k] > rss) { rss = r[k]; worst = k }
-		printf "\nbundle file: %.1f MiB. Largest peak RSS of a bundle command: %.1f MiB (%s; target ≤ 100: %s).\n", size / 1048576, rss / 1024, worst, (rss <= 100 * 1024 ? "holds" : "**does not hold**")
+		printf "\nbundle file: %.1f MiB.", size / 1048576
+		if (worst != "") printf " Largest peak RSS of a bundle command: %.1f MiB (%s; target ≤ 100: %s).", rss / 1024, worst, (rss <= 100 * 1024 ? "holds" : "**does not hold**")
+		printf "\n"
+		printf "bundle serve with %s concurrent pullers: %.0f MiB/s (distribution 2.8: %.0f MiB/s); %s concurrent HEAD+GET of manifests in %.2f s (distribution: %.2f s); peak RSS of the server %.1f MiB (target ≤ 100: %s).\n", pullers, serve_mibs, dist_mibs, heads, serve_heads, dist_heads, serve_rss / 1024, (serve_rss <= 100 * 1024 ? "holds" : "**does not hold**")
 	}' "$work/results")
 echo
 echo "$table"
 
-if [[ $smoke -eq 0 ]]; then
+if [[ $smoke -eq 0 && $serve_only -eq 0 ]]; then
 	{
 		echo "# Benchmarks"
 		echo
@@ -418,6 +486,10 @@ if [[ $smoke -eq 0 ]]; then
 		echo "  for both tools. bundle sends a local daemon the gzip layers decompressed by itself (its verify pass"
 		echo "  then leaves them to the load); the \"sent as they are\" row turns that off (BUNDLE_DOCKER_DECOMPRESS=0)."
 		echo "- re-load: the same command again, everything present."
+		echo "- serve: bundle serve of the bundle file and the source registry (distribution 2.8, its own storage) serve the"
+		echo "  same images to the same client (internal/cmd/pullbench): ${PULLERS} clients at once each pull every image (the"
+		echo "  linux/amd64 manifest of an index, every blob hashed), then ${HEADS} concurrent HEAD+GET of manifests; RSS is"
+		echo "  each server's peak over its life (VmHWM; serve's includes its verify pass at startup)."
 		echo
 		echo "Every sample, in the order run (seconds):"
 		echo

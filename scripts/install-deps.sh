@@ -10,7 +10,8 @@
 #   tmux (create's progress bar on a real terminal)  package tmux
 #
 # Then scripts/tools.sh builds, once, the Go-installed tools into the tool dir
-# (cosign, oras, crane, Engine 29, containerd 2.4, runc): see that script.
+# (cosign, oras, crane, the OCI conformance suite, Engine 29, containerd 2.4,
+# runc): see that script.
 #
 # Idempotent: when everything is present it only says so. It runs `apt-get update`
 # once, and only when something has to be installed. It uses sudo only when not

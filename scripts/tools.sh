@@ -15,6 +15,8 @@
 #   bin/cosign        github.com/sigstore/cosign/v2/cmd/cosign   (issue 13 interop)
 #   bin/oras          oras.land/oras/cmd/oras                    (referrers in tests)
 #   bin/crane         github.com/google/go-containerregistry/cmd/crane
+#   bin/conformance   github.com/opencontainers/distribution-spec/conformance (bundle serve;
+#                     no tagged version holds the package: a pseudo-version is pinned)
 #   engine29/dockerd  github.com/moby/moby/v2/cmd/dockerd        (Engine 29, containerd store)
 #   engine29/{containerd,containerd-shim-runc-v2,ctr}  containerd v2.4.2
 #   engine29/runc     runc v1.3.3 (its go.mod's replace of a missing dir dropped)
@@ -26,6 +28,7 @@ CRANE_VERSION=${CRANE_VERSION:-v0.22.1}
 MOBY_VERSION=${MOBY_VERSION:-v2.0.0-beta.24}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.3.3}
+CONFORMANCE_VERSION=${CONFORMANCE_VERSION:-v0.0.0-20260831232431-97274622c111}
 
 tooldir() { printf '%s\n' "${BUNDLE_TOOLDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bundle-tools}"; }
 
@@ -82,6 +85,7 @@ build_tools() {
 	go_tool "$root/bin" cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION" || status=1
 	go_tool "$root/bin" oras oras.land/oras/cmd/oras "$ORAS_VERSION" || status=1
 	go_tool "$root/bin" crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION" || status=1
+	go_tool "$root/bin" conformance github.com/opencontainers/distribution-spec/conformance "$CONFORMANCE_VERSION" || status=1
 	go_tool "$root/engine29" dockerd github.com/moby/moby/v2/cmd/dockerd "$MOBY_VERSION" || status=1
 	local c
 	for c in containerd containerd-shim-runc-v2 ctr; do

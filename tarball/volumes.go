@@ -299,6 +299,22 @@ func (r *VolumeReader) Size() int64 { return r.size }
 // Volumes are the volumes read, with their sizes when opened.
 func (r *VolumeReader) Volumes() []Volume { return append([]Volume(nil), r.vols...) }
 
+// Stat returns the FileInfo of every open volume, from the open files
+// themselves (fstat), not from their paths: a caller that keeps the
+// volumes open (bundle serve) compares them to tell that a file changed
+// under it (its size or modification time), wherever its path now points.
+func (r *VolumeReader) Stat() ([]fs.FileInfo, error) {
+	out := make([]fs.FileInfo, len(r.files))
+	for i, f := range r.files {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = fi
+	}
+	return out, nil
+}
+
 // Read reads the volumes in order, as one stream.
 func (r *VolumeReader) Read(p []byte) (int, error) {
 	if r.size < 0 {

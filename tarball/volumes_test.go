@@ -199,6 +199,39 @@ func TestVolumeReader(t *testing.T) {
 	if _, _, ok := r.Locate(10_000); ok {
 		t.Error("Locate past the end: ok")
 	}
+
+	// Stat is of the open files: a volume replaced by a rename keeps its
+	// FileInfo, one written in place shows the change.
+	before, err := r.Stat()
+	if err != nil || len(before) != 4 {
+		t.Fatalf("Stat: %d, %v", len(before), err)
+	}
+	v2 := tarball.VolumeName(filepath.Join(dir, "v.tar"), 2)
+	tmp := v2 + ".new"
+	if err := os.WriteFile(tmp, []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, v2); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(tarball.VolumeName(filepath.Join(dir, "v.tar"), 3), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	after, err := r.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[1].Size() != before[1].Size() || !os.SameFile(after[1], before[1]) {
+		t.Errorf("volume 2 replaced by a rename: Stat says size %d, want the open file's %d", after[1].Size(), before[1].Size())
+	}
+	if after[2].Size() != before[2].Size()+1 {
+		t.Errorf("volume 3 written in place: Stat says size %d, want %d", after[2].Size(), before[2].Size()+1)
+	}
 }
 
 // A volume name parses back to its base and number; anything that parses
