@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bundle-tool/bundle/bundle"
@@ -32,6 +33,7 @@ import (
 func registryFlags(retries, stall string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "insecure", Usage: "registry host:port to reach over plain HTTP or unverified TLS (repeatable; loopback needs none)"},
+		&cli.StringSliceFlag{Name: "ca-file", Usage: "PEM file of a CA to trust for registries, besides the system's and each registry's certs.d/HOST[:PORT]/*.crt (repeatable)"},
 		&cli.IntFlag{Name: "retries", Usage: retries, Value: fetch.DefaultRetryPolicy.Attempts},
 		&cli.DurationFlag{Name: "stall-timeout", Usage: stall, Value: fetch.DefaultStallTimeout},
 	}
@@ -42,8 +44,23 @@ const retriesUsage = "attempts per request on 429/5xx/connection errors"
 
 // readRegistry reads registryFlags: how the command reaches registries
 // (fetch.NewAccess: zero or less means the default).
+//
+// A registry's own CAs and client certificates are read, as docker and
+// podman read them, from /etc/docker/certs.d/HOST[:PORT] and
+// /etc/containers/certs.d/HOST[:PORT]; BUNDLE_CERTS_DIRS (a
+// colon-separated list) names other directories instead.
 func readRegistry(c *cli.Context) fetch.Access {
-	return fetch.NewAccess(c.StringSlice("insecure"), c.Int("retries"), c.Duration("stall-timeout"))
+	a := fetch.NewAccess(c.StringSlice("insecure"), c.Int("retries"), c.Duration("stall-timeout"))
+	a.CAFiles = c.StringSlice("ca-file")
+	if v, ok := os.LookupEnv("BUNDLE_CERTS_DIRS"); ok {
+		a.CertsDirs = []string{}
+		for _, d := range strings.Split(v, ":") {
+			if d != "" {
+				a.CertsDirs = append(a.CertsDirs, d)
+			}
+		}
+	}
+	return a
 }
 
 // jobsFlag is --jobs (-j); usage says what runs in parallel.

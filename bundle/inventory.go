@@ -168,7 +168,10 @@ func registryInventory(ctx context.Context, opts InventoryOptions, inv *Inventor
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs()
 	}
-	ropts := opts.Access.RemoteOptions(ctx, insecure)
+	ropts, err := opts.Access.RemoteOptions(ctx, reg.RegistryStr(), insecure)
+	if err != nil {
+		return err
+	}
 
 	var repos []string
 	if opts.File != "" {

@@ -2,6 +2,8 @@ package fetch
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -22,6 +24,13 @@ type Access struct {
 	// transfer must move StallMinBytes; zero means DefaultRetryPolicy and
 	// DefaultStallTimeout.
 	Retry RetryPolicy
+	// CAFiles are PEM files of CAs to trust for every registry, besides
+	// the system's (--ca-file).
+	CAFiles []string
+	// CertsDirs are where each registry's own CAs and client certificates
+	// are found (DIR/HOST[:PORT]/*.crt, *.cert + *.key); nil means
+	// DefaultCertsDirs.
+	CertsDirs []string
 }
 
 // NewAccess is the Access that the command-line flags --insecure,
@@ -50,15 +59,33 @@ func (a Access) WithDefaults() Access {
 }
 
 // RemoteOptions are the go-containerregistry remote options for reading
-// with a from one registry (skipVerify: it is an insecure host):
-// credentials from a.Keychain, and NewRetryTransport under them; remote's
-// own retries are off, the transport's are the ones.
-func (a Access) RemoteOptions(ctx context.Context, skipVerify bool) []remote.Option {
+// with a from registry host (skipVerify: it is an insecure host):
+// credentials from a.Keychain, and Transport under them; remote's own
+// retries are off, the transport's are the ones.
+func (a Access) RemoteOptions(ctx context.Context, host string, skipVerify bool) ([]remote.Option, error) {
 	a = a.WithDefaults()
+	rt, err := a.Transport(host, skipVerify, nil)
+	if err != nil {
+		return nil, err
+	}
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(a.Keychain),
-		remote.WithTransport(NewRetryTransport(a.Retry, skipVerify, nil)),
+		remote.WithTransport(rt),
 		remote.WithRetryPredicate(func(error) bool { return false }),
+	}, nil
+}
+
+// Transport is the retrying transport (NewRetryTransportTLS) for host:
+// without TLS verification when skipVerify (an --insecure host), else with
+// the host's TLS configuration (TLSFor: --ca-file, certs.d).
+func (a Access) Transport(host string, skipVerify bool, notify func(what string, attempt int, reason string, wait time.Duration)) (http.RoundTripper, error) {
+	if skipVerify {
+		return NewRetryTransport(a.Retry, true, notify), nil
 	}
+	cfg, err := a.TLSFor(host)
+	if err != nil {
+		return nil, fmt.Errorf("TLS for %s: %w", host, err)
+	}
+	return NewRetryTransportTLS(a.Retry, cfg, notify), nil
 }

@@ -69,6 +69,8 @@ const DefaultStallTimeout = 60 * time.Second
 type Client struct {
 	keychain authn.Keychain
 	insecure map[string]bool
+	access   Access                       // for TLSFor
+	hostBase map[string]http.RoundTripper // baseFor's, by host
 	policy   RetryPolicy
 	progress Progress
 	retries  atomic.Int64
@@ -101,6 +103,8 @@ func New(opts Options) *Client {
 	c := &Client{
 		keychain: access.Keychain,
 		insecure: map[string]bool{},
+		access:   access,
+		hostBase: map[string]http.RoundTripper{},
 		policy:   access.Retry,
 		progress: opts.Progress,
 		ua:       opts.UserAgent,
@@ -133,16 +137,51 @@ func New(opts Options) *Client {
 	for _, h := range access.Insecure {
 		c.insecure[h] = true
 	}
-	c.base = c.newRetry(&stallTransport{inner: protoSplit{h2: newHTTPTransport(false, c.stall), h1: newHTTP1Transport(false, c.stall)}, window: c.stall})
-	c.baseTLS = c.newRetry(&stallTransport{inner: protoSplit{h2: newHTTPTransport(true, c.stall), h1: newHTTP1Transport(true, c.stall)}, window: c.stall})
+	c.base = c.newBase(nil)
+	c.baseTLS = c.newBase(skipVerifyTLS())
 	return c
+}
+
+// newBase is the retrying, stall-watching transport over tlsCfg (nil: Go's
+// default TLS).
+func (c *Client) newBase(tlsCfg *tls.Config) http.RoundTripper {
+	return c.newRetry(&stallTransport{inner: protoSplit{h2: newHTTPTransport(tlsCfg, c.stall), h1: newHTTP1Transport(tlsCfg, c.stall)}, window: c.stall})
+}
+
+// baseFor is the base transport for host: without TLS verification for an
+// --insecure host, with the host's own CAs and client certificates
+// (Access.TLSFor) when it has any, else the shared one.
+func (c *Client) baseFor(host string) (http.RoundTripper, error) {
+	if c.insecure[host] {
+		return c.baseTLS, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rt, ok := c.hostBase[host]; ok {
+		return rt, nil
+	}
+	cfg, err := c.access.TLSFor(host)
+	if err != nil {
+		return nil, fmt.Errorf("TLS for %s: %w", host, err)
+	}
+	rt := c.base
+	if cfg != nil {
+		rt = c.newBase(cfg)
+	}
+	c.hostBase[host] = rt
+	return rt, nil
+}
+
+// skipVerifyTLS is the TLS configuration of an --insecure host.
+func skipVerifyTLS() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure
 }
 
 // newHTTPTransport is the HTTP transport under every request. The wait for
 // an answer's headers, once the request (and its body) is sent, is part of
 // the stall timeout: a registry that does not answer, or that stops
 // reading an upload small enough to sit in the socket buffers, is stalled.
-func newHTTPTransport(skipVerify bool, stall time.Duration) *http.Transport {
+func newHTTPTransport(tlsCfg *tls.Config, stall time.Duration) *http.Transport {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -156,16 +195,16 @@ func newHTTPTransport(skipVerify bool, stall time.Duration) *http.Transport {
 		ReadBufferSize:        256 << 10,
 		WriteBufferSize:       256 << 10,
 	}
-	if skipVerify {
-		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure
+	if tlsCfg != nil {
+		t.TLSClientConfig = tlsCfg.Clone()
 	}
 	return t
 }
 
 // newHTTP1Transport is newHTTPTransport without HTTP/2: one request per
 // TCP connection at a time.
-func newHTTP1Transport(skipVerify bool, stall time.Duration) *http.Transport {
-	t := newHTTPTransport(skipVerify, stall)
+func newHTTP1Transport(tlsCfg *tls.Config, stall time.Duration) *http.Transport {
+	t := newHTTPTransport(tlsCfg, stall)
 	t.ForceAttemptHTTP2 = false
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // not nil: no HTTP/2
 	return t
@@ -241,9 +280,10 @@ func (c *Client) transport(ctx context.Context, repo name.Repository) (http.Roun
 			rt.err = fmt.Errorf("finding credentials for %s: %w", repo.RegistryStr(), err)
 			return
 		}
-		base := c.base
-		if c.insecure[repo.RegistryStr()] {
-			base = c.baseTLS
+		base, err := c.baseFor(repo.RegistryStr())
+		if err != nil {
+			rt.err = err
+			return
 		}
 		if c.ua != "" {
 			base = transport.NewUserAgent(base, c.ua)

@@ -729,7 +729,7 @@ func TestSegmentConnBudget(t *testing.T) {
 	opts.MaxConns = 3
 	opts.Segments = 3 // two helpers, both with a connection from the start
 	c, _ := newTestClient(t, t.TempDir(), opts)
-	ct := &countingTransport{inner: newHTTPTransport(false, DefaultStallTimeout), blob: map[string]int{}, watch: big.Digest.String()}
+	ct := &countingTransport{inner: newHTTPTransport(nil, DefaultStallTimeout), blob: map[string]int{}, watch: big.Digest.String()}
 	c.base = c.newRetry(ct)
 	open := func() int {
 		ct.mu.Lock()

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,8 +26,19 @@ import (
 // with a *StallError; a redirect chain stops at MaxRedirects; a GET answer
 // other than a blob over tarball.MaxManifestSize fails with a *BodyTooLargeError.
 func NewRetryTransport(policy RetryPolicy, skipVerify bool, notify func(what string, attempt int, reason string, wait time.Duration)) http.RoundTripper {
+	var cfg *tls.Config
+	if skipVerify {
+		cfg = skipVerifyTLS()
+	}
+	return NewRetryTransportTLS(policy, cfg, notify)
+}
+
+// NewRetryTransportTLS is NewRetryTransport over tlsCfg (nil: Go's
+// default), for a registry with its own CAs or client certificates
+// (Access.Transport).
+func NewRetryTransportTLS(policy RetryPolicy, tlsCfg *tls.Config, notify func(what string, attempt int, reason string, wait time.Duration)) http.RoundTripper {
 	policy = policy.withDefaults()
-	t := &retryTransport{inner: &stallTransport{inner: newHTTPTransport(skipVerify, policy.Stall), window: policy.Stall}, policy: policy}
+	t := &retryTransport{inner: &stallTransport{inner: newHTTPTransport(tlsCfg, policy.Stall), window: policy.Stall}, policy: policy}
 	if notify != nil {
 		t.notify = func(req *http.Request, attempt int, reason string, d time.Duration) {
 			notify(req.Method+" "+redact(req.URL.String()), attempt, reason, d)

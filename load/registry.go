@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,6 +34,7 @@ type Registry struct {
 	prefix   string
 	insecure bool
 	opts     Options
+	tls      *tls.Config // the host's (fetch.Access.TLSFor), or skip-verify when insecure
 }
 
 // ParseRegistrySpec parses what follows docker:// in a registry spec,
@@ -73,6 +75,11 @@ func NewRegistry(spec string, opts Options) (*Registry, error) {
 		r.opts.Jobs = 4
 	}
 	r.opts.Access = opts.Access.WithDefaults()
+	if insecure {
+		r.tls = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure
+	} else if r.tls, err = r.opts.Access.TLSFor(host.RegistryStr()); err != nil {
+		return nil, fmt.Errorf("TLS for %s: %w", host.RegistryStr(), err)
+	}
 	return r, nil
 }
 

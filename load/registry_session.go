@@ -54,7 +54,7 @@ func (r *Registry) newSession(ctx context.Context, b *Bundle, p Progress, write 
 		p = r.opts.Progress
 	}
 	s := &session{r: r, ctx: ctx, p: orNop(p), b: b, write: write, conns: map[string]*conn{}, mountFrom: map[string][]name.Repository{}}
-	s.base = noReplay{fetch.NewRetryTransport(r.opts.Retry, r.insecure, s.p.Retry)}
+	s.base = noReplay{fetch.NewRetryTransportTLS(r.opts.Retry, r.tls, s.p.Retry)}
 	return s
 }
 
@@ -124,7 +124,7 @@ func (r *Registry) Ping(ctx context.Context) error {
 	if r.opts.Progress != nil {
 		notify = r.opts.Progress.Retry
 	}
-	base := fetch.NewRetryTransport(fetch.RetryPolicy{Attempts: 2, Base: r.opts.Retry.Base, Max: r.opts.Retry.Max}, r.insecure, notify)
+	base := fetch.NewRetryTransportTLS(fetch.RetryPolicy{Attempts: 2, Base: r.opts.Retry.Base, Max: r.opts.Retry.Max}, r.tls, notify)
 	if _, err := transport.NewWithContext(ctx, r.host, auth, base, nil); err != nil {
 		return connectError(r.host, err, 2, r.insecure)
 	}
