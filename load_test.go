@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,31 +38,28 @@ func loadJSON(t *testing.T, args ...string) *bundle.LoadResult {
 	return &res
 }
 
-// uploadCounter is a reverse proxy in front of a registry that counts the
+// uploadCounter counts, in a reverse proxy in front of a registry, the
 // requests that send a blob or a manifest.
 type uploadCounter struct {
-	proxy   *httputil.ReverseProxy
 	uploads atomic.Int64 // PATCH/PUT of blob uploads
 	puts    atomic.Int64 // PUT of manifests
 }
 
-func (u *uploadCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case strings.Contains(r.URL.Path, "/blobs/uploads/") && (r.Method == http.MethodPatch || r.Method == http.MethodPut):
-		u.uploads.Add(1)
-	case strings.Contains(r.URL.Path, "/manifests/") && r.Method == http.MethodPut:
-		u.puts.Add(1)
-	}
-	u.proxy.ServeHTTP(w, r)
-}
-
 func countUploads(t *testing.T, reg *testenv.Registry) (*uploadCounter, string) {
 	t.Helper()
-	u, _ := url.Parse(reg.URL)
-	c := &uploadCounter{proxy: httputil.NewSingleHostReverseProxy(u)}
-	s := httptest.NewServer(c)
-	t.Cleanup(s.Close)
-	return c, strings.TrimPrefix(s.URL, "http://")
+	c := &uploadCounter{}
+	p := testenv.StartReverseProxy(t, reg.Host, testenv.ProxyHooks{
+		Request: func(_ *testenv.ReverseProxy, _ http.ResponseWriter, r *http.Request) bool {
+			switch {
+			case strings.Contains(r.URL.Path, "/blobs/uploads/") && (r.Method == http.MethodPatch || r.Method == http.MethodPut):
+				c.uploads.Add(1)
+			case strings.Contains(r.URL.Path, "/manifests/") && r.Method == http.MethodPut:
+				c.puts.Add(1)
+			}
+			return false
+		},
+	})
+	return c, p.Host
 }
 
 // targetRef is where a seeded image lands in a registry under prefix.

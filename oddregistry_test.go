@@ -17,8 +17,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,17 +148,14 @@ func putArtifact(t *testing.T, ref name.Reference, artifactType string, configTy
 // whatever the body says.
 func mediaTypeProxy(t *testing.T, upstream, prefix string, ct types.MediaType) string {
 	t.Helper()
-	u := &url.URL{Scheme: "http", Host: upstream}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ModifyResponse = func(r *http.Response) error {
-		if strings.HasPrefix(r.Request.URL.Path, "/v2/"+prefix) && strings.Contains(r.Request.URL.Path, "/manifests/") {
-			r.Header.Set("Content-Type", string(ct))
-		}
-		return nil
-	}
-	srv := httptest.NewServer(rp)
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return testenv.StartReverseProxy(t, upstream, testenv.ProxyHooks{
+		Response: func(r *http.Response) error {
+			if strings.HasPrefix(r.Request.URL.Path, "/v2/"+prefix) && strings.Contains(r.Request.URL.Path, "/manifests/") {
+				r.Header.Set("Content-Type", string(ct))
+			}
+			return nil
+		},
+	}).Host
 }
 
 // oddCase is one odd registry answer and what create must do with it.

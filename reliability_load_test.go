@@ -22,9 +22,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -243,14 +240,12 @@ func parseLoadResult(t *testing.T, stdout string) *bundle.LoadResult {
 	return &r
 }
 
-// uploadMangler is a reverse proxy on 127.0.0.1 for what FaultProxy cannot
-// do: it acts on the request bodies of blob uploads (PATCH), trickling them
-// at a set rate (a slow link, or a registry that reads slowly) or flipping
-// one byte in them. Upload Locations are rewritten to point at it.
+// uploadMangler acts, in a reverse proxy on 127.0.0.1 (for what
+// FaultProxy cannot do), on the request bodies of blob uploads (PATCH):
+// it trickles them at a set rate (a slow link, or a registry that reads
+// slowly) or flips one byte in them.
 type uploadMangler struct {
-	URL, Host string
-	upstream  string
-	proxy     *httputil.ReverseProxy
+	*testenv.ReverseProxy
 	rate      atomic.Int64 // bytes a second of PATCH bodies; 0: as fast as they come
 	corrupt   atomic.Int64 // PATCH bodies still to corrupt; < 0: every one
 	corrupted atomic.Int64 // PATCH bodies corrupted
@@ -259,28 +254,12 @@ type uploadMangler struct {
 
 func startMangler(t *testing.T, upstream string) *uploadMangler {
 	t.Helper()
-	u, err := url.Parse("http://" + upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &uploadMangler{upstream: upstream, proxy: httputil.NewSingleHostReverseProxy(u)}
-	m.proxy.ModifyResponse = func(resp *http.Response) error {
-		if loc := resp.Header.Get("Location"); loc != "" {
-			if lu, err := url.Parse(loc); err == nil && lu.Host == m.upstream {
-				lu.Host = m.Host
-				resp.Header.Set("Location", lu.String())
-			}
-		}
-		return nil
-	}
-	m.proxy.ErrorLog = nil
-	s := httptest.NewServer(m)
-	t.Cleanup(s.Close)
-	m.URL, m.Host = s.URL, strings.TrimPrefix(s.URL, "http://")
+	m := &uploadMangler{}
+	m.ReverseProxy = testenv.StartReverseProxy(t, upstream, testenv.ProxyHooks{Request: m.mangle})
 	return m
 }
 
-func (m *uploadMangler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (m *uploadMangler) mangle(_ *testenv.ReverseProxy, _ http.ResponseWriter, r *http.Request) bool {
 	if r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.Body != nil {
 		var body io.Reader = r.Body
 		if n := m.corrupt.Load(); n != 0 && (n < 0 || m.corrupt.CompareAndSwap(n, n-1)) {
@@ -290,7 +269,7 @@ func (m *uploadMangler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = &trickle{r: body, rate: m.rate.Load(), done: r.Context().Done(), count: &m.patched}
 		r.Body = io.NopCloser(body)
 	}
-	m.proxy.ServeHTTP(w, r)
+	return false
 }
 
 // byteFlipper flips the byte at offset at.

@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -279,15 +278,12 @@ func TestRegistryMountsSharedBlobs(t *testing.T) {
 // the PATCH again would append the bytes after the part already there).
 func TestRegistryBrokenUploadsDistribution(t *testing.T) {
 	host := realRegistry(t)
-	target, _ := url.Parse("http://" + host)
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var broken atomic.Int64
 	var mu sync.Mutex
 	patches := map[string]int{} // per repository
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p := testenv.StartReverseProxy(t, host, testenv.ProxyHooks{Request: func(p *testenv.ReverseProxy, w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodPatch {
-			rp.ServeHTTP(w, r)
-			return
+			return false
 		}
 		repo, _, _ := strings.Cut(r.URL.Path, "/blobs/uploads/")
 		mu.Lock()
@@ -295,14 +291,13 @@ func TestRegistryBrokenUploadsDistribution(t *testing.T) {
 		first := patches[repo] == 1
 		mu.Unlock()
 		if !first {
-			rp.ServeHTTP(w, r)
-			return
+			return false
 		}
 		broken.Add(1)
 		// Half the body reaches the registry; then the client's
 		// connection is cut.
 		data, _ := io.ReadAll(io.LimitReader(r.Body, r.ContentLength/2))
-		req, _ := http.NewRequest(http.MethodPatch, "http://"+host+r.URL.RequestURI(), bytes.NewReader(data))
+		req, _ := http.NewRequest(http.MethodPatch, "http://"+p.Upstream+r.URL.RequestURI(), bytes.NewReader(data))
 		req.Header = r.Header.Clone()
 		req.Host = r.Host
 		if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -314,12 +309,12 @@ func TestRegistryBrokenUploadsDistribution(t *testing.T) {
 			}
 			conn.Close()
 		}
-	}))
-	defer s.Close()
+		return true
+	}})
 	images, _ := standardImages(t, "example.com/broken")
 	fx := writeBundle(t, t.TempDir(), images)
 	b, sel := openFixture(t, fx, Selection{})
-	tg, err := NewRegistry(strings.TrimPrefix(s.URL, "http://")+"/broken", Options{Jobs: 2, Retry: fastRetry})
+	tg, err := NewRegistry(p.Host+"/broken", Options{Jobs: 2, Retry: fastRetry})
 	if err != nil {
 		t.Fatal(err)
 	}
