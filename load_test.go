@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -369,38 +368,27 @@ func TestLoadOCI(t *testing.T) {
 }
 
 // flipLayerByte copies the bundle and flips one byte in the middle of the
-// shared base layer.
+// layer's content.
 func flipLayerByte(t *testing.T, src string, layer v1.Hash) string {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(bytes.NewReader(data))
-	var off int64 = -1
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name == tarball.BlobPath(layer) {
-			// The header block precedes the content (USTAR: one block).
-			rest, _ := io.ReadAll(tr)
-			off = int64(bytes.Index(data, rest)) + h.Size/2
-			break
-		}
-	}
-	if off < 0 {
-		t.Fatalf("no blob %s in %s", layer, src)
-	}
-	data[off] ^= 0x01
 	out := filepath.Join(t.TempDir(), "corrupt.tar")
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	f, err := tarball.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := f.Blob(layer)
+	f.Close()
+	if !ok {
+		t.Fatalf("no blob %s in %s", layer, src)
+	}
+	testenv.FlipByte(t, out, e.Offset+e.Size/2)
 	return out
 }
 

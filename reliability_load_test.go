@@ -264,28 +264,12 @@ func (m *uploadMangler) mangle(_ *testenv.ReverseProxy, _ http.ResponseWriter, r
 		var body io.Reader = r.Body
 		if n := m.corrupt.Load(); n != 0 && (n < 0 || m.corrupt.CompareAndSwap(n, n-1)) {
 			m.corrupted.Add(1)
-			body = &byteFlipper{r: body, at: 10}
+			body = testenv.FlipReader(body, 10, 0)
 		}
 		body = &trickle{r: body, rate: m.rate.Load(), done: r.Context().Done(), count: &m.patched}
 		r.Body = io.NopCloser(body)
 	}
 	return false
-}
-
-// byteFlipper flips the byte at offset at.
-type byteFlipper struct {
-	r   io.Reader
-	at  int64
-	off int64
-}
-
-func (f *byteFlipper) Read(p []byte) (int, error) {
-	n, err := f.r.Read(p)
-	if f.at >= f.off && f.at < f.off+int64(n) {
-		p[f.at-f.off] ^= 0xff
-	}
-	f.off += int64(n)
-	return n, err
 }
 
 // trickle passes at most rate bytes a second (all of them when rate is 0),

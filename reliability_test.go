@@ -925,15 +925,7 @@ func TestReliabilityDamagedCache(t *testing.T) {
 	cache := filepath.Join(dir, "cache")
 	yaml := s.yaml(t, dir)
 	mustBundle(t, "create", "-q", "-f", yaml, "-o", filepath.Join(dir, "first.tar"), "--cache", cache)
-	p := filepath.Join(cache, "blobs", "sha256", s.own().Hex)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x01
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.FlipMiddleByte(t, filepath.Join(cache, "blobs", "sha256", s.own().Hex))
 	out := filepath.Join(dir, "images.tar")
 	_, stderr, code := bundleCLI(t, "create", "-q", "-f", yaml, "-o", out, "--cache", cache)
 	if code == 0 || !strings.Contains(stderr, s.own().String()) || !strings.Contains(stderr, "digest mismatch") || !strings.Contains(stderr, "image "+s.images[0].Ref) {
