@@ -7,10 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/verify/bundletest"
 )
@@ -32,18 +32,8 @@ func TestHostileCommandsNoStackTrace(t *testing.T) {
 	dir := t.TempDir()
 	at := func(name string) string { return filepath.Join(dir, name) }
 	cur := t // the test or subtest the helpers below fail
-	fifo := func(p string) {
-		os.Remove(p)
-		if err := syscall.Mkfifo(p, 0o644); err != nil {
-			cur.Fatal(err)
-		}
-	}
-	link := func(target, p string) {
-		os.Remove(p)
-		if err := os.Symlink(target, p); err != nil {
-			cur.Fatal(err)
-		}
-	}
+	fifo := func(p string) { testenv.PlantFIFO(cur, p) }
+	link := func(target, p string) { testenv.PlantLink(cur, target, p) }
 	write := func(p string, data []byte) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			cur.Fatal(err)
