@@ -45,15 +45,7 @@ func TestHostileCommandsNoStackTrace(t *testing.T) {
 	write(at("secret"), []byte(plantedSecret))
 
 	// A good bundle, and split copies of it with a planted volume 2.
-	img, err := bundletest.RandomImage(4<<10, 2, "linux/amd64", 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gb, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/hostile:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	good, _ := gb.Bytes()
+	good, _ := bundletest.Single(t, "docker.io/library/hostile:1", 4<<10, 2, 7).Bytes()
 	write(at("good.tar"), good)
 	b, err := load.Open(at("good.tar"))
 	if err != nil {

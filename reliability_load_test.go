@@ -13,8 +13,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -736,15 +734,7 @@ type hostileFixture struct {
 
 func hostileBase(t *testing.T) *bundletest.Bundle {
 	t.Helper()
-	img, err := bundletest.RandomImage(512, 2, "linux/amd64", 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/hostile:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return bundletest.Single(t, "docker.io/library/hostile:1", 512, 2, 7)
 }
 
 // withEntry returns the base bundle with e inserted after manifest.json,
@@ -755,32 +745,6 @@ func withEntry(t *testing.T, e bundletest.Entry) []byte {
 	b.Entries = append(append(append([]bundletest.Entry(nil), b.Entries[:i]...), e), b.Entries[i:]...)
 	data, _ := b.Bytes()
 	return data
-}
-
-// zeroTarGz is a gzip stream (deflate at its best) of a tar holding one
-// file of n zero bytes, and the sha256 of the tar.
-func zeroTarGz(t *testing.T, n int64) ([]byte, v1.Hash) {
-	t.Helper()
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	h := sha256.New()
-	tw := tar.NewWriter(io.MultiWriter(zw, h))
-	if err := tw.WriteHeader(&tar.Header{Name: "zeros", Mode: 0o644, Size: n, Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.CopyN(tw, zeroReader{}, n); err != nil {
-		t.Fatal(err)
-	}
-	tw.Close()
-	zw.Close()
-	return gz.Bytes(), v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
-}
-
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 func hostileFixtures() []hostileFixture {
@@ -833,22 +797,11 @@ func hostileFixtures() []hostileFixture {
 		// digest is another image: a load would publish the lie under the
 		// pinned name.
 		{name: "pinned-digest-lie.tar", why: "pins", data: func(t *testing.T) []byte {
-			img, err := bundletest.RandomImage(512, 2, "linux/amd64", 7)
+			d, err := bundletest.MustImage(t, 512, 1, "linux/amd64", 8).Digest()
 			if err != nil {
 				t.Fatal(err)
 			}
-			other, err := bundletest.RandomImage(512, 1, "linux/amd64", 8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := other.Digest()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/hostile@" + d.String(), Image: img})
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := bundletest.Must(t, bundletest.Ref{Name: "docker.io/library/hostile@" + d.String(), Image: bundletest.MustImage(t, 512, 2, "linux/amd64", 7)})
 			data, _ := b.Bytes()
 			return data
 		}},
@@ -895,7 +848,7 @@ func hostileFixtures() []hostileFixture {
 		// A layer of 256 MiB of zeros in about 256 KiB, with its true
 		// digest and diffID: only decompressing it tells.
 		{name: "gzip-bomb-layer.tar", why: "decompression bomb", deep: true, data: func(t *testing.T) []byte {
-			gz, diffID := zeroTarGz(t, 256<<20)
+			gz, diffID := bundletest.ZeroTarGz(t, 256<<20)
 			img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: bundletest.GzipLayer(gz, diffID)})
 			if err != nil {
 				t.Fatal(err)
@@ -906,11 +859,7 @@ func hostileFixtures() []hostileFixture {
 			if img, err = mutate.ConfigFile(img, cf); err != nil {
 				t.Fatal(err)
 			}
-			b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/bomb:1", Image: img})
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, _ := b.Bytes()
+			data, _ := bundletest.Must(t, bundletest.Ref{Name: "docker.io/library/bomb:1", Image: img}).Bytes()
 			return data
 		}},
 		// A gzip-compressed bundle whose tar holds 256 MiB of zeros in a
@@ -933,7 +882,7 @@ func hostileFixtures() []hostileFixture {
 			}
 			const n = 256 << 20
 			tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + hexID, Mode: 0o644, Size: n, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
-			io.CopyN(tw, zeroReader{}, n)
+			io.CopyN(tw, bundletest.Zeros, n)
 			tw.Close()
 			zw.Close()
 			return gz.Bytes()
@@ -1033,15 +982,7 @@ func newHostileTargets(t *testing.T) *hostileTargets {
 	h.ociNew = filepath.Join(dir, "new", "oci")
 	h.ociOld = filepath.Join(dir, "old")
 	// A layout with another image in it, made by load itself.
-	img, err := bundletest.RandomImage(256, 1, "linux/amd64", 99)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/other:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := ob.Bytes()
+	data, _ := bundletest.Single(t, "docker.io/library/other:1", 256, 1, 99).Bytes()
 	src := filepath.Join(dir, "other.tar")
 	os.WriteFile(src, data, 0o644)
 	mustBundle(t, "load", "-q", "-i", src, "--to", "oci:"+h.ociOld)
@@ -1227,22 +1168,10 @@ func loadStdin(t *testing.T, path string, args ...string) (string, string, int) 
 // and a two-platform OCI index.
 func lyingBase(t *testing.T) *bundletest.Bundle {
 	t.Helper()
-	img, err := bundletest.RandomImage(512, 2, "linux/amd64", 11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := bundletest.RandomIndex(256, 1, 12, "linux/amd64", "linux/arm64/v8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundletest.New(
-		bundletest.Ref{Name: "docker.io/library/liar:1", Image: img},
-		bundletest.Ref{Name: "docker.io/library/multi:1", Index: ix},
+	return bundletest.Must(t,
+		bundletest.Ref{Name: "docker.io/library/liar:1", Image: bundletest.MustImage(t, 512, 2, "linux/amd64", 11)},
+		bundletest.Ref{Name: "docker.io/library/multi:1", Index: bundletest.MustIndex(t, 256, 1, 12, "linux/amd64", "linux/arm64/v8")},
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // A bundle whose bundle.json lies (sizes, digests, platforms, media types),
