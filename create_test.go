@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
@@ -258,15 +259,7 @@ func TestCreateReproducibleAndCached(t *testing.T) {
 
 	// Warm cache: the third run into c1 downloads no layer.
 	o := mustBundle(t, "create", "-q", "--json", "-f", yaml, "--locked", lock, "-o", filepath.Join(dir, "c.tar"), "--cache", filepath.Join(dir, "c1"))
-	var res struct {
-		Blobs            int `json:"blobs"`
-		BlobsFromCache   int `json:"blobsFromCache"`
-		LayersDownloaded int `json:"layersDownloaded"`
-		BytesDownloaded  int64
-	}
-	if err := json.Unmarshal([]byte(o), &res); err != nil {
-		t.Fatalf("--json output: %v\n%s", err, o)
-	}
+	res := jsonResult[bundle.CreateResult](t, o)
 	if res.LayersDownloaded != 0 || res.BlobsFromCache != res.Blobs || res.BytesDownloaded != 0 {
 		t.Errorf("warm-cache run: %+v; want no download at all", res)
 	}

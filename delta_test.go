@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -103,14 +103,7 @@ func TestDeltaRegistry(t *testing.T) {
 
 	delta := filepath.Join(dir, "delta.tar")
 	out := mustBundle(t, "create", "-q", "--json", "-f", yaml, "--base", full, "-o", delta, "--cache", cache)
-	var cr struct {
-		External      int   `json:"external"`
-		ExternalBytes int64 `json:"externalBytes"`
-		FileBytes     int64 `json:"fileBytes"`
-	}
-	if err := json.Unmarshal([]byte(out), &cr); err != nil {
-		t.Fatal(err)
-	}
+	cr := jsonResult[bundle.CreateResult](t, out)
 	fullSize, deltaSize := fileSize(t, full), fileSize(t, delta)
 	t.Logf("full bundle %d bytes, delta %d bytes (%d layers, %d bytes left out)", fullSize, deltaSize, cr.External, cr.ExternalBytes)
 	if fullSize-deltaSize < layerSize(t, base) {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -109,6 +111,23 @@ func mustBundle(t testing.TB, args ...string) string {
 		t.Fatalf("bundle %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, o, e)
 	}
 	return o
+}
+
+// jsonResult decodes a command's --json output (its stdout), failing the
+// test when it is not one T (bundle.CreateResult, bundle.LoadResult).
+func jsonResult[T any](t testing.TB, stdout string) *T {
+	t.Helper()
+	var r T
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, stdout)
+	}
+	return &r
+}
+
+// loadJSON runs bundle load with --json and returns its result.
+func loadJSON(t testing.TB, args ...string) *bundle.LoadResult {
+	t.Helper()
+	return jsonResult[bundle.LoadResult](t, mustBundle(t, append([]string{"load", "--json"}, args...)...))
 }
 
 // command runs a program and fails the test with its output on error.

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/manifests"
@@ -25,17 +24,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
-
-// loadJSON runs bundle load with --json and returns its result.
-func loadJSON(t *testing.T, args ...string) *bundle.LoadResult {
-	t.Helper()
-	out := mustBundle(t, append([]string{"load", "--json"}, args...)...)
-	var res bundle.LoadResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("bundle load --json: %v\n%s", err, out)
-	}
-	return &res
-}
 
 // uploadCounter counts, in a reverse proxy in front of a registry, the
 // requests that send a blob or a manifest.

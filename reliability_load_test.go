@@ -229,15 +229,6 @@ func tagsUnder(t *testing.T, reg *testenv.Registry, prefix string) []string {
 	return out
 }
 
-func parseLoadResult(t *testing.T, stdout string) *bundle.LoadResult {
-	t.Helper()
-	var r bundle.LoadResult
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("--json output: %v\n%s", err, stdout)
-	}
-	return &r
-}
-
 // uploadMangler acts, in a reverse proxy on 127.0.0.1 (for what
 // FaultProxy cannot do), on the request bodies of blob uploads (PATCH):
 // it trickles them at a set rate (a slow link, or a registry that reads
@@ -406,7 +397,7 @@ func TestReliabilityLoadTransientFaults(t *testing.T) {
 			if hits == 0 && tt.rate == 0 {
 				t.Fatal("no fault was injected")
 			}
-			res := parseLoadResult(t, stdout)
+			res := jsonResult[bundle.LoadResult](t, stdout)
 			if res.Loaded != len(f.idx.Images) {
 				t.Errorf("%d images loaded, want %d", res.Loaded, len(f.idx.Images))
 			}
@@ -449,7 +440,7 @@ func TestReliabilityLoadTransientFaults(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 			}
-			if res := parseLoadResult(t, stdout); res.Retries != 0 || retryLines(stderr) != 0 {
+			if res := jsonResult[bundle.LoadResult](t, stdout); res.Retries != 0 || retryLines(stderr) != 0 {
 				t.Errorf("%d retries without a fault:\n%s", res.Retries, stderr)
 			}
 		}
@@ -551,7 +542,7 @@ func TestReliabilityLoadPersistentFaults(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("re-run: exit %d; stderr:\n%s", code, stderr)
 			}
-			res := parseLoadResult(t, stdout)
+			res := jsonResult[bundle.LoadResult](t, stdout)
 			checkLoadedAt(t, reg, prefix, f.idx)
 			t.Logf("re-run: %d loaded, %d skipped, %d blobs sent, %d present", res.Loaded, res.Skipped, res.BlobsSent, res.BlobsPresent)
 		})
@@ -584,7 +575,7 @@ func TestReliabilityLoadSIGINT(t *testing.T) {
 		t.Fatalf("re-run: exit %d; stderr:\n%s", code2, stderr)
 	}
 	checkLoadedAt(t, reg, "int", f.idx)
-	res := parseLoadResult(t, stdout)
+	res := jsonResult[bundle.LoadResult](t, stdout)
 	t.Logf("after SIGINT the re-run sent %d blobs, found %d present", res.BlobsSent, res.BlobsPresent)
 }
 
@@ -698,7 +689,7 @@ func TestReliabilityLoadFaultLoop(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("round %d (%v, %d hits): exit %d; stderr:\n%s", round, desc, hits, code, stderr)
 		}
-		res := parseLoadResult(t, stdout)
+		res := jsonResult[bundle.LoadResult](t, stdout)
 		if !persistent && res.Retries < int64(hits-silent) {
 			t.Errorf("round %d (%v): %d faults, %d retries reported", round, desc, hits, res.Retries)
 		}

@@ -204,15 +204,6 @@ func noTemp(t *testing.T, out string) {
 	}
 }
 
-func parseResult(t *testing.T, stdout string) bundle.CreateResult {
-	t.Helper()
-	var r bundle.CreateResult
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("--json output: %v\n%s", err, stdout)
-	}
-	return r
-}
-
 // retryLines counts the progress lines that report a retry.
 func retryLines(stderr string) int64 {
 	var n int64
@@ -294,7 +285,7 @@ func TestReliabilityTransientFaults(t *testing.T) {
 				t.Fatalf("no fault was injected")
 			}
 			checkBundle(t, out, s.images)
-			res := parseResult(t, stdout)
+			res := jsonResult[bundle.CreateResult](t, stdout)
 			want := int64(hits)
 			if tt.noRetries {
 				want = 0
@@ -596,7 +587,7 @@ func TestReliabilityResumeAfterSIGKILL(t *testing.T) {
 	}
 	checkBundle(t, out, s.images)
 	noTemp(t, out) // the killed run's temp file too
-	res := parseResult(t, c2.stdout.String())
+	res := jsonResult[bundle.CreateResult](t, c2.stdout.String())
 
 	// The proxy saw one blob GET: the rest of the base layer, with Range.
 	want := fmt.Sprintf("bytes=%d-%d", have, s.size[s.base]-1)
@@ -906,7 +897,7 @@ func TestReliabilityNoFaultNoRetry(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 			}
-			if res := parseResult(t, stdout); res.Retries != 0 || retryLines(stderr) != 0 {
+			if res := jsonResult[bundle.CreateResult](t, stdout); res.Retries != 0 || retryLines(stderr) != 0 {
 				t.Errorf("%d retries reported, %d retry lines, without any fault:\n%s", res.Retries, retryLines(stderr), stderr)
 			}
 			checkBundle(t, out, s.images)
