@@ -53,7 +53,7 @@ func writeImagesYAML(t *testing.T, dir, platforms string, images []testenv.Seede
 // createSeeded makes a bundle of every seeded image and returns its path.
 func createSeeded(t *testing.T) (string, *testenv.Seeded) {
 	t.Helper()
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar")
 	mustBundle(t, "create", "-q", "-f", imagesYAML(t, dir, seeded), "-o", out, "--cache", filepath.Join(dir, "cache"))
@@ -84,7 +84,7 @@ func readIndex(t *testing.T, path string) *tarball.Index {
 func TestCreateDockerLoad(t *testing.T) {
 	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	loaded := d.Docker(t, "load", "-i", out)
 	idx := readIndex(t, out)
 	for _, im := range idx.Images {
@@ -130,7 +130,7 @@ func TestCreateDockerLoad(t *testing.T) {
 func TestCreateOtherLoaders(t *testing.T) {
 	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 
 	t.Run("ctr", func(t *testing.T) {
 		ns := fmt.Sprintf("bundle-test-%d", os.Getpid())
@@ -236,7 +236,7 @@ func TestCreateStoresSharedLayerOnce(t *testing.T) {
 // warm cache downloads no layer.
 func TestCreateReproducibleAndCached(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	dir := t.TempDir()
 	yaml := imagesYAML(t, dir, seeded)
 	lock := filepath.Join(dir, "images.lock")
@@ -279,7 +279,7 @@ func TestCreateReproducibleAndCached(t *testing.T) {
 // wrong, a non-zero exit, and no file at the output path.
 func TestCreateErrors(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, seeded := sharedRegistry(t)
+	reg, seeded := testenv.SharedSeeded(t)
 	app := seeded.Find(t, testenv.ImageAppA)
 	dir := t.TempDir()
 	write := func(name, s string) string {
@@ -395,7 +395,7 @@ func TestCreateCredentials(t *testing.T) {
 // and the bundle verifies; linux/amd64 leaves it out.
 func TestCreateIndexWithAttestation(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, _ := sharedRegistry(t)
+	reg, _ := testenv.SharedSeeded(t)
 	img, err := random.Image(2048, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -73,8 +72,8 @@ func layerSize(t *testing.T, l v1.Layer) int64 {
 // is pushed; docker is refused; docker load of the delta fails.
 func TestDeltaRegistry(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, _ := sharedRegistry(t)
-	repo := reg.Host + "/" + uniqName("delta")
+	reg, _ := testenv.SharedSeeded(t)
+	repo := reg.Host + "/" + testenv.Unique("delta")
 	base := randomLayer(t, 1<<20)
 	top1, top2 := randomLayer(t, 64<<10), randomLayer(t, 64<<10)
 	push(t, repo+"/app:1", deltaImage(t, base, top1))
@@ -164,7 +163,7 @@ func TestDeltaRegistry(t *testing.T) {
 	}
 
 	// Into docker: refused, with the reason.
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	t.Setenv("DOCKER_HOST", d.Host)
 	_, stderr, code = bundleCLI(t, "load", "-i", delta)
 	if code != exitError || !strings.Contains(stderr, "cannot load a delta bundle") || !strings.Contains(stderr, "docker load takes only whole images") {
@@ -237,12 +236,4 @@ func keys(m map[v1.Hash]tarball.Blob) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-var uniqCount int
-
-// uniqName is a repository path element no other test uses.
-func uniqName(prefix string) string {
-	uniqCount++
-	return fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), uniqCount)
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/bundle-tool/bundle/bundle"
@@ -14,20 +13,9 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// The real registry and dockerd are started once per test binary, on
-// first use, and stopped by TestMain after every test has run.
-var shared struct {
-	regOnce sync.Once
-	reg     *testenv.Registry
-	seeded  *testenv.Seeded
-	regErr  error
-
-	dockOnce sync.Once
-	dockerd  *testenv.Dockerd
-	dockErr  error
-	dirs     []string
-}
-
+// The real registry and dockerd are shared by every test of this binary
+// (testenv.SharedSeeded, testenv.SharedDockerd): started on first use,
+// stopped by testenv.Run once every test has run.
 func TestMain(m *testing.M) {
 	testscript.Main(withCleanup{m}, map[string]func(){
 		"bundle": func() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) },
@@ -37,63 +25,7 @@ func TestMain(m *testing.M) {
 // withCleanup runs the tests, then stops the shared registry and dockerd.
 type withCleanup struct{ m *testing.M }
 
-func (w withCleanup) Run() int {
-	code := w.m.Run()
-	if shared.dockerd != nil {
-		_ = shared.dockerd.Stop()
-	}
-	if shared.reg != nil {
-		_ = shared.reg.Stop()
-	}
-	for _, d := range shared.dirs {
-		os.RemoveAll(d)
-	}
-	return code
-}
-
-// sharedRegistry is a real distribution registry seeded with the test images.
-func sharedRegistry(t testing.TB) (*testenv.Registry, *testenv.Seeded) {
-	t.Helper()
-	testenv.Acceptance(t)
-	testenv.Require(t, testenv.RegistryProgram)
-	shared.regOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bundle-registry-")
-		if err != nil {
-			shared.regErr = err
-			return
-		}
-		shared.dirs = append(shared.dirs, dir)
-		if shared.reg, shared.regErr = testenv.StartRegistryProcess(dir); shared.regErr != nil {
-			return
-		}
-		shared.seeded, shared.regErr = testenv.SeedAt(shared.reg.Host)
-	})
-	if shared.regErr != nil {
-		t.Fatalf("starting the test registry: %v", shared.regErr)
-	}
-	return shared.reg, shared.seeded
-}
-
-// sharedDockerd is a real dockerd on a private socket.
-func sharedDockerd(t testing.TB) *testenv.Dockerd {
-	t.Helper()
-	testenv.Acceptance(t)
-	testenv.Require(t, testenv.DockerdProgram, testenv.DockerProgram, testenv.ContainerdProgram, testenv.RuncProgram)
-	testenv.RequireRoot(t)
-	shared.dockOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bd")
-		if err != nil {
-			shared.dockErr = err
-			return
-		}
-		shared.dirs = append(shared.dirs, dir)
-		shared.dockerd, shared.dockErr = testenv.StartDockerdProcess(dir)
-	})
-	if shared.dockErr != nil {
-		t.Fatalf("starting dockerd: %v", shared.dockErr)
-	}
-	return shared.dockerd
-}
+func (w withCleanup) Run() int { return testenv.Run(w.m) }
 
 // bundleCLI runs the bundle command in-process and returns its output and exit code.
 func bundleCLI(t testing.TB, args ...string) (stdout, stderr string, code int) {

@@ -108,7 +108,7 @@ func TestLoadRegistry(t *testing.T) {
 	}
 
 	// docker pulls the hello image from the target and runs it.
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	hello := targetRef(t, reg.Host, "mirror", seeded.Find(t, testenv.ImageHello).Ref).String()
 	d.Docker(t, "pull", "-q", hello)
 	t.Cleanup(func() { _, _ = d.Command(t.Context(), "rmi", "-f", hello).CombinedOutput() })
@@ -159,7 +159,7 @@ func TestLoadReloadDecompressesOnlyWhatItLoads(t *testing.T) {
 // registry with the tag on that platform's manifest, and says so.
 func TestLoadRegistryPartialIndex(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	multi := seeded.Find(t, testenv.ImageMulti)
 	dir := t.TempDir()
 	yaml := filepath.Join(dir, "images.yaml")
@@ -188,7 +188,7 @@ func TestLoadRegistryPartialIndex(t *testing.T) {
 func TestLoadDocker(t *testing.T) {
 	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	t.Setenv("DOCKER_HOST", d.Host)
 	idx := readIndex(t, out)
 	// The image ID docker gets: the config of the platform manifest.json
@@ -294,7 +294,7 @@ func pushExtra(t *testing.T, reg *testenv.Registry, seeded *testenv.Seeded) (str
 func TestLoadOCI(t *testing.T) {
 	testenv.Acceptance(t)
 	first, seeded := createSeeded(t)
-	reg, _ := sharedRegistry(t)
+	reg, _ := testenv.SharedSeeded(t)
 	second, extra := pushExtra(t, reg, seeded)
 	dir := filepath.Join(t.TempDir(), "oci")
 
@@ -436,7 +436,7 @@ func TestLoadCorruptLoadsNothing(t *testing.T) {
 	})
 
 	t.Run("docker", func(t *testing.T) {
-		d := sharedDockerd(t)
+		d := testenv.SharedDockerd(t)
 		t.Setenv("DOCKER_HOST", d.Host)
 		hello := seeded.Find(t, testenv.ImageHello).Ref
 		_, _ = d.Command(t.Context(), "rmi", "-f", hello).CombinedOutput()

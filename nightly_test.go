@@ -47,9 +47,9 @@ func nightly(t *testing.T, bin, cache, date string, args ...string) (string, int
 // change, the newest -k kept, and a clear failure.
 func TestNightlyExport(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, _ := sharedRegistry(t)
+	reg, _ := testenv.SharedSeeded(t)
 	bin := buildBundle(t)
-	repo := reg.Host + "/" + uniqName("nightly")
+	repo := reg.Host + "/" + testenv.Unique("nightly")
 	base := randomLayer(t, 256<<10)
 	appTop := randomLayer(t, 16<<10)
 	push(t, repo+"/app:1", deltaImage(t, base, appTop))

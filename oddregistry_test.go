@@ -318,7 +318,7 @@ func pushOddCases(t *testing.T, host, mtHost string) []oddCase {
 // writes nothing.
 func TestCreateOddRegistryAnswers(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, _ := sharedRegistry(t)
+	reg, _ := testenv.SharedSeeded(t)
 	mtHost := mediaTypeProxy(t, reg.Host, "odd/ctype-oci", types.DockerManifestSchema2)
 	mtHost2 := mediaTypeProxy(t, reg.Host, "odd/ctype-docker", types.OCIManifestSchema1)
 	cases := pushOddCases(t, reg.Host, mtHost)
@@ -367,7 +367,7 @@ func TestCreateOddRegistryAnswers(t *testing.T) {
 	if len(loadable) == 0 {
 		t.Fatal("no bundle written")
 	}
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	for _, out := range loadable {
 		got := d.Docker(t, "load", "-i", out)
 		for _, im := range readIndex(t, out).Images {

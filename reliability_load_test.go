@@ -57,14 +57,13 @@ var faultBundle struct {
 
 func loadFaultBundle(t *testing.T) (string, *tarball.Index, *testenv.Seeded) {
 	t.Helper()
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	faultBundle.once.Do(func() {
-		dir, err := os.MkdirTemp("", "bundle-loadfault-")
+		dir, err := testenv.SharedDir("bundle-loadfault-")
 		if err != nil {
 			faultBundle.err = err
 			return
 		}
-		shared.dirs = append(shared.dirs, dir)
 		var y strings.Builder
 		y.WriteString("platforms: [linux/amd64, linux/arm64]\nimages:\n")
 		for _, n := range []string{testenv.ImageAppA, testenv.ImageAppB, testenv.ImageMulti} {
@@ -957,7 +956,7 @@ type hostileTargets struct {
 
 func newHostileTargets(t *testing.T) *hostileTargets {
 	t.Helper()
-	h := &hostileTargets{reg: testenv.StartRegistry(t), d: sharedDockerd(t)}
+	h := &hostileTargets{reg: testenv.StartRegistry(t), d: testenv.SharedDockerd(t)}
 	h.images = dockerImages(t, h.d)
 	t.Cleanup(func() {
 		// Should a test fail and let an image in, the next tests must not
@@ -1297,7 +1296,7 @@ func TestHostileLies(t *testing.T) {
 // written.
 func TestHostileOtherTools(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	h := newHostileTargets(t)
 	d := h.d
 	dir := t.TempDir()

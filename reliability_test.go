@@ -49,7 +49,7 @@ type faultSetup struct {
 
 func newFaultSetup(t *testing.T, opts ...testenv.ProxyOption) *faultSetup {
 	t.Helper()
-	reg, seeded := sharedRegistry(t)
+	reg, seeded := testenv.SharedSeeded(t)
 	s := &faultSetup{
 		proxy:  testenv.StartFaultProxy(t, reg.Host, opts...),
 		seeded: seeded,
@@ -435,12 +435,11 @@ func bundleBinary(t *testing.T) string {
 	t.Helper()
 	testenv.Require(t, "go")
 	builtBundle.once.Do(func() {
-		dir, err := os.MkdirTemp("", "bundle-bin-")
+		dir, err := testenv.SharedDir("bundle-bin-")
 		if err != nil {
 			builtBundle.err = err
 			return
 		}
-		shared.dirs = append(shared.dirs, dir)
 		goBin, _ := testenv.LookPath("go")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()

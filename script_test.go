@@ -35,7 +35,7 @@ func TestScripts(t *testing.T) {
 				if testing.Short() {
 					ts.Fatalf("%s: put [short] skip before registry", testenv.AcceptanceSkip)
 				}
-				reg, _ := sharedRegistry(t)
+				reg, _ := testenv.SharedSeeded(t)
 				ts.Setenv("REGISTRY", reg.Host)
 			},
 			// expand SRC DST: copy SRC to DST with $VARS expanded.
