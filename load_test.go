@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/manifests"
@@ -451,16 +452,12 @@ func TestLoadCorruptLoadsNothing(t *testing.T) {
 func TestLoadStdin(t *testing.T) {
 	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	old := os.Stdin
-	os.Stdin = f
-	defer func() { os.Stdin = old }()
 	dir := filepath.Join(t.TempDir(), "oci")
-	res := loadJSON(t, "-i", "-", "--to", "oci:"+dir)
+	stdout, stderr, code := bundleCLIStdin(t, out, "load", "--json", "-i", "-", "--to", "oci:"+dir)
+	if code != 0 {
+		t.Fatalf("bundle load -i - (stdin %s): exit %d\n%s", out, code, stderr)
+	}
+	res := jsonResult[bundle.LoadResult](t, stdout)
 	if !res.Verified.Spooled || res.Loaded != len(seeded.Images) {
 		t.Errorf("stdin load: spooled %v, %d loaded; want true, %d", res.Verified.Spooled, res.Loaded, len(seeded.Images))
 	}

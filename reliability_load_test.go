@@ -76,9 +76,8 @@ func loadFaultBundle(t *testing.T) (string, *tarball.Index, *testenv.Seeded) {
 			return
 		}
 		out := filepath.Join(dir, "images.tar")
-		var o, e strings.Builder
-		if code := run([]string{"bundle", "create", "-q", "-f", yaml, "-o", out, "--cache", filepath.Join(dir, "cache")}, &o, &e); code != 0 {
-			faultBundle.err = fmt.Errorf("bundle create: exit %d: %s", code, e.String())
+		if _, stderr, code := bundleCLI(t, "create", "-q", "-f", yaml, "-o", out, "--cache", filepath.Join(dir, "cache")); code != 0 {
+			faultBundle.err = fmt.Errorf("bundle create: exit %d: %s", code, stderr)
 			return
 		}
 		faultBundle.path, faultBundle.seeded = out, seeded
@@ -1084,7 +1083,7 @@ func TestHostileLoad(t *testing.T) {
 					var stdout, stderr string
 					var code int
 					if in.name == "stdin" {
-						stdout, stderr, code = loadStdin(t, in.path, "--to", tg.to)
+						stdout, stderr, code = bundleCLIStdin(t, in.path, "load", "-i", "-", "--to", tg.to)
 					} else {
 						stdout, stderr, code = bundleCLI(t, "load", "-i", in.path, "--to", tg.to)
 					}
@@ -1139,20 +1138,6 @@ func TestHostileLoad(t *testing.T) {
 
 // startDir is the package directory, where the test binary starts.
 var startDir, _ = os.Getwd()
-
-// loadStdin runs bundle load -i - with the file at path as stdin.
-func loadStdin(t *testing.T, path string, args ...string) (string, string, int) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	old := os.Stdin
-	os.Stdin = f
-	defer func() { os.Stdin = old }()
-	return bundleCLI(t, append([]string{"load", "-i", "-"}, args...)...)
-}
 
 // lyingBase is a bundle of a single-platform image (Docker media types)
 // and a two-platform OCI index.

@@ -8,7 +8,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,10 +16,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -424,111 +421,6 @@ func TestReliabilityPersistentFaults(t *testing.T) {
 	}
 }
 
-// bundleBinary builds the bundle command once per test binary.
-var builtBundle struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-func bundleBinary(t *testing.T) string {
-	t.Helper()
-	testenv.Require(t, "go")
-	builtBundle.once.Do(func() {
-		dir, err := testenv.SharedDir("bundle-bin-")
-		if err != nil {
-			builtBundle.err = err
-			return
-		}
-		goBin, _ := testenv.LookPath("go")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		p := filepath.Join(dir, "bundle")
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", p, ".")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			builtBundle.err = fmt.Errorf("go build: %v\n%s", err, b)
-			return
-		}
-		builtBundle.path = p
-	})
-	if builtBundle.err != nil {
-		t.Fatal(builtBundle.err)
-	}
-	return builtBundle.path
-}
-
-// child is a bundle process the test started.
-type child struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
-	done           chan struct{}
-}
-
-func startBundle(t *testing.T, args ...string) *child {
-	t.Helper()
-	c := &child{done: make(chan struct{})}
-	c.cmd = exec.Command(bundleBinary(t), args...)
-	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
-	c.cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
-	// Dies with the test binary, whatever happens.
-	c.cmd.SysProcAttr = dieWithTest(t)
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() { c.wait(t, 0) })
-	return c
-}
-
-// signal sends sig to the child (os.Process signals its own PID, through a
-// pidfd, and never a reaped one).
-// interruptAndExpect130 sends SIGINT and expects the run to stop (within
-// the 10 s bound of wait) with exit 130 and the one "interrupted" line.
-func interruptAndExpect130(t *testing.T, c *child) {
-	t.Helper()
-	c.signal(t, syscall.SIGINT)
-	if code := c.wait(t, 10*time.Second); code != 130 {
-		t.Errorf("exit %d after SIGINT, want 130; stderr:\n%s", code, c.stderr.String())
-	}
-	if !strings.HasSuffix(c.stderr.String(), "bundle: error: interrupted\n") {
-		t.Errorf("stderr does not end with the interrupted line:\n%s", c.stderr.String())
-	}
-}
-
-func (c *child) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := c.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("kill -%d %d: %v", sig, c.cmd.Process.Pid, err)
-	}
-}
-
-// wait waits up to d for the child and returns its exit code (-1 when a
-// signal ended it); past d, it kills the child and fails the test.
-func (c *child) wait(t *testing.T, d time.Duration) int {
-	t.Helper()
-	if !c.exited() {
-		select {
-		case <-c.done:
-		case <-time.After(d):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-			if d > 0 {
-				t.Errorf("bundle %v still running after %s: killed; stderr:\n%s", c.cmd.Args[1:], d, c.stderr.String())
-			}
-		}
-	}
-	return c.cmd.ProcessState.ExitCode()
-}
-
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // waitFor polls cond for up to d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -686,18 +578,13 @@ func TestReliabilityDiskFull(t *testing.T) {
 		testenv.Require(t, "prlimit")
 		t.Log("no tmpfs: limiting the file size with prlimit instead")
 		prlimit, _ := testenv.LookPath("prlimit")
-		bin := bundleBinary(t)
 		run = func(yaml string) (string, int) {
 			// The cache is filled first, without the limit.
-			cmd := exec.Command(bin, "create", "-q", "-f", yaml, "-o", filepath.Join(dir, "warm.tar"), "--cache", cache)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("warming the cache: %v\n%s", err, b)
-			}
-			cmd = exec.Command(prlimit, "--fsize=1048576", "--", bin, "create", "-q", "--no-space-check", "-f", yaml, "-o", out, "--cache", cache)
-			var e bytes.Buffer
-			cmd.Stderr = &e
-			_ = cmd.Run()
-			return e.String(), cmd.ProcessState.ExitCode()
+			mustBundle(t, "create", "-q", "-f", yaml, "-o", filepath.Join(dir, "warm.tar"), "--cache", cache)
+			c := startBundleWith(t, binaryRun{wrap: []string{prlimit, "--fsize=1048576", "--"}},
+				"create", "-q", "--no-space-check", "-f", yaml, "-o", out, "--cache", cache)
+			code := c.wait(t, 5*time.Minute)
+			return c.stderr.String(), code
 		}
 	}
 	if stderr, code := run(one); code != 0 {
