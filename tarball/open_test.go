@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify/bundletest"
 )
@@ -302,7 +303,7 @@ func (f *failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	if off+int64(len(p)) > f.n {
 		k := max(0, f.n-off)
 		copy(p, f.data[off:off+k])
-		return int(k), errDevice
+		return int(k), testenv.ErrDevice
 	}
 	return copy(p, f.data[off:]), nil
 }
@@ -311,7 +312,7 @@ func TestOpenIOError(t *testing.T) {
 	data, _ := bundletest.Small(t).Bytes()
 	for _, at := range []int{0, 10, 700, len(data) / 2, len(data) - 1} {
 		_, err := tarball.OpenReaderAt(&failingReaderAt{data: data, n: int64(at)}, int64(len(data)))
-		if !errors.Is(err, errDevice) || tarball.IsCorrupt(err) {
+		if !errors.Is(err, testenv.ErrDevice) || tarball.IsCorrupt(err) {
 			t.Errorf("failing at %d: err = %v", at, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify/bundletest"
 	"github.com/klauspost/pgzip"
@@ -244,35 +245,16 @@ func TestReaderCorrupt(t *testing.T) {
 	}
 }
 
-type failingReader struct {
-	r io.Reader
-	n int
-}
-
-var errDevice = errors.New("input/output error")
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	if f.n <= 0 {
-		return 0, errDevice
-	}
-	if len(p) > f.n {
-		p = p[:f.n]
-	}
-	n, err := f.r.Read(p)
-	f.n -= n
-	return n, err
-}
-
 func TestReaderIOError(t *testing.T) {
 	data, _ := bundletest.Small(t).Bytes()
 	for _, input := range [][]byte{data, gzipped(data)} {
 		for _, at := range []int{0, 10, 700, len(input) / 2, len(input) - 1} {
-			r := tarball.NewReader(&failingReader{r: bytes.NewReader(input), n: at})
+			r := tarball.NewReader(testenv.FailAfter(bytes.NewReader(input), int64(at)))
 			_, _, err := readAll(t, r)
 			if err == nil {
 				_, err = r.Index()
 			}
-			if !errors.Is(err, errDevice) || tarball.IsCorrupt(err) {
+			if !errors.Is(err, testenv.ErrDevice) || tarball.IsCorrupt(err) {
 				t.Errorf("failing at %d: err = %v", at, err)
 			}
 			r.Close()

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/bundle-tool/bundle/verify/bundletest"
@@ -686,26 +686,6 @@ func TestVerifyNotBundle(t *testing.T) {
 	}
 }
 
-// failingReader fails after n bytes, like a USB stick with a bad sector.
-type failingReader struct {
-	r io.Reader
-	n int
-}
-
-var errDevice = errors.New("input/output error")
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	if f.n <= 0 {
-		return 0, errDevice
-	}
-	if len(p) > f.n {
-		p = p[:f.n]
-	}
-	n, err := f.r.Read(p)
-	f.n -= n
-	return n, err
-}
-
 // noLeak fails the test if goroutines started during it are still running.
 func noLeak(t *testing.T) {
 	t.Helper()
@@ -727,8 +707,8 @@ func TestVerifyReadError(t *testing.T) {
 	data, offsets := newBundle(t).Bytes()
 	for _, at := range []int64{0, 100, offsets[names(newBundle(t)).layer] + 10, int64(len(data)) - 10} {
 		for _, deep := range []bool{false, true} {
-			rep, err := verify.Verify(context.Background(), &failingReader{r: bytes.NewReader(data), n: int(at)}, verify.Options{Deep: deep, FileSHA256: sum(data)})
-			if !errors.Is(err, errDevice) || tarball.IsCorrupt(err) {
+			rep, err := verify.Verify(context.Background(), testenv.FailAfter(bytes.NewReader(data), int64(at)), verify.Options{Deep: deep, FileSHA256: sum(data)})
+			if !errors.Is(err, testenv.ErrDevice) || tarball.IsCorrupt(err) {
 				t.Errorf("at %d: err = %v", at, err)
 			}
 			if rep == nil || rep.Intact {
