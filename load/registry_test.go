@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -93,13 +92,7 @@ func (f *faultyRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "reset":
 		// Read part of the body, then cut the connection.
 		io.CopyN(io.Discard, r.Body, 512)
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err == nil {
-			if tc, ok := conn.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			conn.Close()
-		}
+		testenv.ResetConnection(w)
 	default:
 		f.next.ServeHTTP(w, r)
 	}
@@ -303,12 +296,7 @@ func TestRegistryBrokenUploadsDistribution(t *testing.T) {
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
-		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
-			if tc, ok := conn.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			conn.Close()
-		}
+		testenv.ResetConnection(w)
 		return true
 	}})
 	images, _ := standardImages(t, "example.com/broken")

@@ -608,10 +608,7 @@ func (x *exchange) cut(reset bool) {
 	if err != nil {
 		panic(http.ErrAbortHandler) // the server closes the connection
 	}
-	if tc, ok := conn.(*net.TCPConn); ok && reset {
-		_ = tc.SetLinger(0)
-	}
-	_ = conn.Close()
+	closeConn(conn, reset)
 }
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {

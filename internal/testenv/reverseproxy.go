@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -68,4 +69,24 @@ func (p *ReverseProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.rp.ServeHTTP(w, r)
+}
+
+// ResetConnection ends a handler's exchange (a ReverseProxy hook's, or a
+// fake registry's) by closing its connection with a reset (RST), as a
+// registry or a link that dies mid-answer does. What the handler wrote
+// and flushed before has been sent.
+func ResetConnection(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler) // the server closes the connection
+	}
+	closeConn(conn, true)
+}
+
+// closeConn closes conn: with a reset (RST) or cleanly (FIN).
+func closeConn(conn net.Conn, reset bool) {
+	if tc, ok := conn.(*net.TCPConn); ok && reset {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
 }

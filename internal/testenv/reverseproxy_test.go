@@ -1,11 +1,13 @@
 package testenv
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -78,5 +80,28 @@ func TestReverseProxy(t *testing.T) {
 	before := seen.Load()
 	if resp, _ := send("/answered", ""); resp.StatusCode != http.StatusTeapot || seen.Load() != before {
 		t.Errorf("answered by the hook: status %d, the upstream saw %d requests more", resp.StatusCode, seen.Load()-before)
+	}
+}
+
+// ResetConnection cuts the connection with a reset: the client sees what
+// was flushed, then ECONNRESET.
+func TestResetConnection(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("half"))
+		w.(http.Flusher).Flush()
+		ResetConnection(w)
+	}))
+	t.Cleanup(s.Close)
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if string(body) != "half" || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("read %q, %v; want \"half\", then a connection reset", body, err)
 	}
 }
