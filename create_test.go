@@ -18,6 +18,7 @@ import (
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
+	"github.com/bundle-tool/bundle/verify/bundletest"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -25,7 +26,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -396,27 +396,8 @@ func TestCreateCredentials(t *testing.T) {
 func TestCreateIndexWithAttestation(t *testing.T) {
 	testenv.Acceptance(t)
 	reg, _ := testenv.SharedSeeded(t)
-	img, err := random.Image(2048, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	att := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	att = mutate.ConfigMediaType(att, types.OCIConfigJSON)
-	if att, err = mutate.AppendLayers(att, static.NewLayer([]byte(`{"_type":"https://in-toto.io/Statement/v0.1"}`), "application/vnd.in-toto+json")); err != nil {
-		t.Fatal(err)
-	}
-	acf, _ := att.ConfigFile()
-	acf = acf.DeepCopy()
-	acf.OS, acf.Architecture, acf.RootFS.DiffIDs = "unknown", "unknown", nil
-	if att, err = mutate.ConfigFile(att, acf); err != nil {
-		t.Fatal(err)
-	}
+	img := bundletest.MustImage(t, 2048, 1, "linux/amd64", 41)
+	att := attestation(t) // oddregistry_test.go
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	idx = mutate.AppendManifests(idx,
 		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},

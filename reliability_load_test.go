@@ -842,10 +842,7 @@ func hostileFixtures() []hostileFixture {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cf, _ := img.ConfigFile()
-			cf = cf.DeepCopy()
-			cf.OS, cf.Architecture = "linux", "amd64"
-			if img, err = mutate.ConfigFile(img, cf); err != nil {
+			if img, err = bundletest.WithPlatform(img, "linux/amd64"); err != nil {
 				t.Fatal(err)
 			}
 			data, _ := bundletest.Must(t, bundletest.Ref{Name: "docker.io/library/bomb:1", Image: img}).Bytes()
