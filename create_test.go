@@ -14,9 +14,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
+	"github.com/bundle-tool/bundle/verify/bundletest"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,7 +26,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -52,7 +53,7 @@ func writeImagesYAML(t *testing.T, dir, platforms string, images []testenv.Seede
 // createSeeded makes a bundle of every seeded image and returns its path.
 func createSeeded(t *testing.T) (string, *testenv.Seeded) {
 	t.Helper()
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar")
 	mustBundle(t, "create", "-q", "-f", imagesYAML(t, dir, seeded), "-o", out, "--cache", filepath.Join(dir, "cache"))
@@ -83,7 +84,7 @@ func readIndex(t *testing.T, path string) *tarball.Index {
 func TestCreateDockerLoad(t *testing.T) {
 	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	loaded := d.Docker(t, "load", "-i", out)
 	idx := readIndex(t, out)
 	for _, im := range idx.Images {
@@ -129,7 +130,7 @@ func TestCreateDockerLoad(t *testing.T) {
 func TestCreateOtherLoaders(t *testing.T) {
 	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 
 	t.Run("ctr", func(t *testing.T) {
 		ns := fmt.Sprintf("bundle-test-%d", os.Getpid())
@@ -235,7 +236,7 @@ func TestCreateStoresSharedLayerOnce(t *testing.T) {
 // warm cache downloads no layer.
 func TestCreateReproducibleAndCached(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	dir := t.TempDir()
 	yaml := imagesYAML(t, dir, seeded)
 	lock := filepath.Join(dir, "images.lock")
@@ -258,15 +259,7 @@ func TestCreateReproducibleAndCached(t *testing.T) {
 
 	// Warm cache: the third run into c1 downloads no layer.
 	o := mustBundle(t, "create", "-q", "--json", "-f", yaml, "--locked", lock, "-o", filepath.Join(dir, "c.tar"), "--cache", filepath.Join(dir, "c1"))
-	var res struct {
-		Blobs            int `json:"blobs"`
-		BlobsFromCache   int `json:"blobsFromCache"`
-		LayersDownloaded int `json:"layersDownloaded"`
-		BytesDownloaded  int64
-	}
-	if err := json.Unmarshal([]byte(o), &res); err != nil {
-		t.Fatalf("--json output: %v\n%s", err, o)
-	}
+	res := jsonResult[bundle.CreateResult](t, o)
 	if res.LayersDownloaded != 0 || res.BlobsFromCache != res.Blobs || res.BytesDownloaded != 0 {
 		t.Errorf("warm-cache run: %+v; want no download at all", res)
 	}
@@ -286,7 +279,7 @@ func TestCreateReproducibleAndCached(t *testing.T) {
 // wrong, a non-zero exit, and no file at the output path.
 func TestCreateErrors(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, seeded := sharedRegistry(t)
+	reg, seeded := testenv.SharedSeeded(t)
 	app := seeded.Find(t, testenv.ImageAppA)
 	dir := t.TempDir()
 	write := func(name, s string) string {
@@ -402,28 +395,9 @@ func TestCreateCredentials(t *testing.T) {
 // and the bundle verifies; linux/amd64 leaves it out.
 func TestCreateIndexWithAttestation(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, _ := sharedRegistry(t)
-	img, err := random.Image(2048, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	att := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	att = mutate.ConfigMediaType(att, types.OCIConfigJSON)
-	if att, err = mutate.AppendLayers(att, static.NewLayer([]byte(`{"_type":"https://in-toto.io/Statement/v0.1"}`), "application/vnd.in-toto+json")); err != nil {
-		t.Fatal(err)
-	}
-	acf, _ := att.ConfigFile()
-	acf = acf.DeepCopy()
-	acf.OS, acf.Architecture, acf.RootFS.DiffIDs = "unknown", "unknown", nil
-	if att, err = mutate.ConfigFile(att, acf); err != nil {
-		t.Fatal(err)
-	}
+	reg, _ := testenv.SharedSeeded(t)
+	img := bundletest.MustImage(t, 2048, 1, "linux/amd64", 41)
+	att := attestation(t) // oddregistry_test.go
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	idx = mutate.AppendManifests(idx,
 		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -73,8 +72,8 @@ func layerSize(t *testing.T, l v1.Layer) int64 {
 // is pushed; docker is refused; docker load of the delta fails.
 func TestDeltaRegistry(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, _ := sharedRegistry(t)
-	repo := reg.Host + "/" + uniqName("delta")
+	reg, _ := testenv.SharedSeeded(t)
+	repo := reg.Host + "/" + testenv.Unique("delta")
 	base := randomLayer(t, 1<<20)
 	top1, top2 := randomLayer(t, 64<<10), randomLayer(t, 64<<10)
 	push(t, repo+"/app:1", deltaImage(t, base, top1))
@@ -103,14 +102,7 @@ func TestDeltaRegistry(t *testing.T) {
 
 	delta := filepath.Join(dir, "delta.tar")
 	out := mustBundle(t, "create", "-q", "--json", "-f", yaml, "--base", full, "-o", delta, "--cache", cache)
-	var cr struct {
-		External      int   `json:"external"`
-		ExternalBytes int64 `json:"externalBytes"`
-		FileBytes     int64 `json:"fileBytes"`
-	}
-	if err := json.Unmarshal([]byte(out), &cr); err != nil {
-		t.Fatal(err)
-	}
+	cr := jsonResult[bundle.CreateResult](t, out)
 	fullSize, deltaSize := fileSize(t, full), fileSize(t, delta)
 	t.Logf("full bundle %d bytes, delta %d bytes (%d layers, %d bytes left out)", fullSize, deltaSize, cr.External, cr.ExternalBytes)
 	if fullSize-deltaSize < layerSize(t, base) {
@@ -171,7 +163,7 @@ func TestDeltaRegistry(t *testing.T) {
 	}
 
 	// Into docker: refused, with the reason.
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	t.Setenv("DOCKER_HOST", d.Host)
 	_, stderr, code = bundleCLI(t, "load", "-i", delta)
 	if code != exitError || !strings.Contains(stderr, "cannot load a delta bundle") || !strings.Contains(stderr, "docker load takes only whole images") {
@@ -244,12 +236,4 @@ func keys(m map[v1.Hash]tarball.Blob) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-var uniqCount int
-
-// uniqName is a repository path element no other test uses.
-func uniqName(prefix string) string {
-	uniqCount++
-	return fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), uniqCount)
 }

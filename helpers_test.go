@@ -3,10 +3,8 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"os/exec"
 	"testing"
 
-	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -23,13 +21,4 @@ func mustRef(t testing.TB, s string) name.Reference {
 		t.Fatal(err)
 	}
 	return r
-}
-
-// execQuiet runs a cleanup command, ignoring its output.
-func execQuiet(name string, args ...string) ([]byte, error) {
-	p, err := testenv.LookPath(name)
-	if err != nil {
-		return nil, err
-	}
-	return exec.Command(p, args...).CombinedOutput()
 }

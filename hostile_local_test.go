@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/load"
 	"github.com/bundle-tool/bundle/verify/bundletest"
 )
@@ -28,22 +25,11 @@ const plantedSecret = "planted-s3cr3t-content"
 // address-space limit, so that a read of /dev/zero into memory ends in
 // Go's "fatal error: out of memory" at once instead of taking the machine.
 func TestHostileCommandsNoStackTrace(t *testing.T) {
-	bin := bundleBinary(t)
 	dir := t.TempDir()
 	at := func(name string) string { return filepath.Join(dir, name) }
 	cur := t // the test or subtest the helpers below fail
-	fifo := func(p string) {
-		os.Remove(p)
-		if err := syscall.Mkfifo(p, 0o644); err != nil {
-			cur.Fatal(err)
-		}
-	}
-	link := func(target, p string) {
-		os.Remove(p)
-		if err := os.Symlink(target, p); err != nil {
-			cur.Fatal(err)
-		}
-	}
+	fifo := func(p string) { testenv.PlantFIFO(cur, p) }
+	link := func(target, p string) { testenv.PlantLink(cur, target, p) }
 	write := func(p string, data []byte) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			cur.Fatal(err)
@@ -55,15 +41,7 @@ func TestHostileCommandsNoStackTrace(t *testing.T) {
 	write(at("secret"), []byte(plantedSecret))
 
 	// A good bundle, and split copies of it with a planted volume 2.
-	img, err := bundletest.RandomImage(4<<10, 2, "linux/amd64", 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gb, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/hostile:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	good, _ := gb.Bytes()
+	good, _ := bundletest.Single(t, "docker.io/library/hostile:1", 4<<10, 2, 7).Bytes()
 	write(at("good.tar"), good)
 	b, err := load.Open(at("good.tar"))
 	if err != nil {
@@ -195,27 +173,23 @@ func TestHostileCommandsNoStackTrace(t *testing.T) {
 			cur = t
 			defer func() { cur = nil }()
 			args := r.args()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
 			// ulimit -v: see above. "$0" is the binary.
-			cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `ulimit -v 4194304 && exec "$0" "$@"`, bin}, args...)...)
-			cmd.Dir = t.TempDir()
-			cmd.Env = append(os.Environ(), "BUNDLE_CACHE="+filepath.Join(t.TempDir(), "cache"))
-			cmd.WaitDelay = 5 * time.Second
-			out, err := cmd.CombinedOutput()
-			if ctx.Err() != nil {
+			c := startBundleWith(t, binaryRun{
+				wrap: []string{"/bin/sh", "-c", `ulimit -v 4194304 && exec "$0" "$@"`},
+				dir:  t.TempDir(),
+				env:  []string{"BUNDLE_CACHE=" + filepath.Join(t.TempDir(), "cache")},
+			}, args...)
+			c.wait(t, time.Minute)
+			out := c.stdout.String() + c.stderr.String()
+			if c.killed {
 				t.Fatalf("bundle %s has not ended after a minute (it waits on or reads a planted file)\n%s", strings.Join(args, " "), out)
 			}
-			var ee *exec.ExitError
-			if err != nil && !errors.As(err, &ee) {
-				t.Fatalf("running bundle %s: %v", strings.Join(args, " "), err)
-			}
 			for _, bad := range []string{"panic:", "fatal error:", "goroutine "} {
-				if strings.Contains(string(out), bad) {
+				if strings.Contains(out, bad) {
 					t.Errorf("bundle %s printed %q:\n%.2000s", strings.Join(args, " "), bad, out)
 				}
 			}
-			if strings.Contains(string(out), plantedSecret) {
+			if strings.Contains(out, plantedSecret) {
 				t.Errorf("bundle %s printed the content of a planted file:\n%s", strings.Join(args, " "), out)
 			}
 		})

@@ -179,7 +179,7 @@ func TestHostileRegistryLoad(t *testing.T) {
 
 func TestHostileRegistryInventory(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, seeded := sharedRegistry(t)
+	reg, seeded := testenv.SharedSeeded(t)
 	p := testenv.StartFaultProxy(t, reg.Host)
 	appA := seeded.Find(t, testenv.ImageAppA)
 	tests := []struct {

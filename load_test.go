@@ -1,14 +1,10 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,42 +26,28 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// loadJSON runs bundle load with --json and returns its result.
-func loadJSON(t *testing.T, args ...string) *bundle.LoadResult {
-	t.Helper()
-	out := mustBundle(t, append([]string{"load", "--json"}, args...)...)
-	var res bundle.LoadResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("bundle load --json: %v\n%s", err, out)
-	}
-	return &res
-}
-
-// uploadCounter is a reverse proxy in front of a registry that counts the
+// uploadCounter counts, in a reverse proxy in front of a registry, the
 // requests that send a blob or a manifest.
 type uploadCounter struct {
-	proxy   *httputil.ReverseProxy
 	uploads atomic.Int64 // PATCH/PUT of blob uploads
 	puts    atomic.Int64 // PUT of manifests
 }
 
-func (u *uploadCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case strings.Contains(r.URL.Path, "/blobs/uploads/") && (r.Method == http.MethodPatch || r.Method == http.MethodPut):
-		u.uploads.Add(1)
-	case strings.Contains(r.URL.Path, "/manifests/") && r.Method == http.MethodPut:
-		u.puts.Add(1)
-	}
-	u.proxy.ServeHTTP(w, r)
-}
-
 func countUploads(t *testing.T, reg *testenv.Registry) (*uploadCounter, string) {
 	t.Helper()
-	u, _ := url.Parse(reg.URL)
-	c := &uploadCounter{proxy: httputil.NewSingleHostReverseProxy(u)}
-	s := httptest.NewServer(c)
-	t.Cleanup(s.Close)
-	return c, strings.TrimPrefix(s.URL, "http://")
+	c := &uploadCounter{}
+	p := testenv.StartReverseProxy(t, reg.Host, testenv.ProxyHooks{
+		Request: func(_ *testenv.ReverseProxy, _ http.ResponseWriter, r *http.Request) bool {
+			switch {
+			case strings.Contains(r.URL.Path, "/blobs/uploads/") && (r.Method == http.MethodPatch || r.Method == http.MethodPut):
+				c.uploads.Add(1)
+			case strings.Contains(r.URL.Path, "/manifests/") && r.Method == http.MethodPut:
+				c.puts.Add(1)
+			}
+			return false
+		},
+	})
+	return c, p.Host
 }
 
 // targetRef is where a seeded image lands in a registry under prefix.
@@ -127,7 +109,7 @@ func TestLoadRegistry(t *testing.T) {
 	}
 
 	// docker pulls the hello image from the target and runs it.
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	hello := targetRef(t, reg.Host, "mirror", seeded.Find(t, testenv.ImageHello).Ref).String()
 	d.Docker(t, "pull", "-q", hello)
 	t.Cleanup(func() { _, _ = d.Command(t.Context(), "rmi", "-f", hello).CombinedOutput() })
@@ -178,7 +160,7 @@ func TestLoadReloadDecompressesOnlyWhatItLoads(t *testing.T) {
 // registry with the tag on that platform's manifest, and says so.
 func TestLoadRegistryPartialIndex(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	multi := seeded.Find(t, testenv.ImageMulti)
 	dir := t.TempDir()
 	yaml := filepath.Join(dir, "images.yaml")
@@ -207,7 +189,7 @@ func TestLoadRegistryPartialIndex(t *testing.T) {
 func TestLoadDocker(t *testing.T) {
 	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	t.Setenv("DOCKER_HOST", d.Host)
 	idx := readIndex(t, out)
 	// The image ID docker gets: the config of the platform manifest.json
@@ -313,7 +295,7 @@ func pushExtra(t *testing.T, reg *testenv.Registry, seeded *testenv.Seeded) (str
 func TestLoadOCI(t *testing.T) {
 	testenv.Acceptance(t)
 	first, seeded := createSeeded(t)
-	reg, _ := sharedRegistry(t)
+	reg, _ := testenv.SharedSeeded(t)
 	second, extra := pushExtra(t, reg, seeded)
 	dir := filepath.Join(t.TempDir(), "oci")
 
@@ -375,38 +357,27 @@ func TestLoadOCI(t *testing.T) {
 }
 
 // flipLayerByte copies the bundle and flips one byte in the middle of the
-// shared base layer.
+// layer's content.
 func flipLayerByte(t *testing.T, src string, layer v1.Hash) string {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(bytes.NewReader(data))
-	var off int64 = -1
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name == tarball.BlobPath(layer) {
-			// The header block precedes the content (USTAR: one block).
-			rest, _ := io.ReadAll(tr)
-			off = int64(bytes.Index(data, rest)) + h.Size/2
-			break
-		}
-	}
-	if off < 0 {
-		t.Fatalf("no blob %s in %s", layer, src)
-	}
-	data[off] ^= 0x01
 	out := filepath.Join(t.TempDir(), "corrupt.tar")
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	f, err := tarball.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := f.Blob(layer)
+	f.Close()
+	if !ok {
+		t.Fatalf("no blob %s in %s", layer, src)
+	}
+	testenv.FlipByte(t, out, e.Offset+e.Size/2)
 	return out
 }
 
@@ -466,7 +437,7 @@ func TestLoadCorruptLoadsNothing(t *testing.T) {
 	})
 
 	t.Run("docker", func(t *testing.T) {
-		d := sharedDockerd(t)
+		d := testenv.SharedDockerd(t)
 		t.Setenv("DOCKER_HOST", d.Host)
 		hello := seeded.Find(t, testenv.ImageHello).Ref
 		_, _ = d.Command(t.Context(), "rmi", "-f", hello).CombinedOutput()
@@ -481,16 +452,12 @@ func TestLoadCorruptLoadsNothing(t *testing.T) {
 func TestLoadStdin(t *testing.T) {
 	testenv.Acceptance(t)
 	out, seeded := createSeeded(t)
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	old := os.Stdin
-	os.Stdin = f
-	defer func() { os.Stdin = old }()
 	dir := filepath.Join(t.TempDir(), "oci")
-	res := loadJSON(t, "-i", "-", "--to", "oci:"+dir)
+	stdout, stderr, code := bundleCLIStdin(t, out, "load", "--json", "-i", "-", "--to", "oci:"+dir)
+	if code != 0 {
+		t.Fatalf("bundle load -i - (stdin %s): exit %d\n%s", out, code, stderr)
+	}
+	res := jsonResult[bundle.LoadResult](t, stdout)
 	if !res.Verified.Spooled || res.Loaded != len(seeded.Images) {
 		t.Errorf("stdin load: spooled %v, %d loaded; want true, %d", res.Verified.Spooled, res.Loaded, len(seeded.Images))
 	}

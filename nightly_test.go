@@ -12,17 +12,6 @@ import (
 	"github.com/bundle-tool/bundle/internal/testenv"
 )
 
-// buildBundle builds the bundle binary for the scripts under test.
-func buildBundle(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "bundle")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // nightly runs scripts/nightly-export.sh for date and returns its log and
 // exit code.
 func nightly(t *testing.T, bin, cache, date string, args ...string) (string, int) {
@@ -47,9 +36,9 @@ func nightly(t *testing.T, bin, cache, date string, args ...string) (string, int
 // change, the newest -k kept, and a clear failure.
 func TestNightlyExport(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, _ := sharedRegistry(t)
-	bin := buildBundle(t)
-	repo := reg.Host + "/" + uniqName("nightly")
+	reg, _ := testenv.SharedSeeded(t)
+	bin := bundleBinary(t)
+	repo := reg.Host + "/" + testenv.Unique("nightly")
 	base := randomLayer(t, 256<<10)
 	appTop := randomLayer(t, 16<<10)
 	push(t, repo+"/app:1", deltaImage(t, base, appTop))

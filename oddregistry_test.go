@@ -17,8 +17,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,17 +148,14 @@ func putArtifact(t *testing.T, ref name.Reference, artifactType string, configTy
 // whatever the body says.
 func mediaTypeProxy(t *testing.T, upstream, prefix string, ct types.MediaType) string {
 	t.Helper()
-	u := &url.URL{Scheme: "http", Host: upstream}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ModifyResponse = func(r *http.Response) error {
-		if strings.HasPrefix(r.Request.URL.Path, "/v2/"+prefix) && strings.Contains(r.Request.URL.Path, "/manifests/") {
-			r.Header.Set("Content-Type", string(ct))
-		}
-		return nil
-	}
-	srv := httptest.NewServer(rp)
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return testenv.StartReverseProxy(t, upstream, testenv.ProxyHooks{
+		Response: func(r *http.Response) error {
+			if strings.HasPrefix(r.Request.URL.Path, "/v2/"+prefix) && strings.Contains(r.Request.URL.Path, "/manifests/") {
+				r.Header.Set("Content-Type", string(ct))
+			}
+			return nil
+		},
+	}).Host
 }
 
 // oddCase is one odd registry answer and what create must do with it.
@@ -323,7 +318,7 @@ func pushOddCases(t *testing.T, host, mtHost string) []oddCase {
 // writes nothing.
 func TestCreateOddRegistryAnswers(t *testing.T) {
 	testenv.Acceptance(t)
-	reg, _ := sharedRegistry(t)
+	reg, _ := testenv.SharedSeeded(t)
 	mtHost := mediaTypeProxy(t, reg.Host, "odd/ctype-oci", types.DockerManifestSchema2)
 	mtHost2 := mediaTypeProxy(t, reg.Host, "odd/ctype-docker", types.OCIManifestSchema1)
 	cases := pushOddCases(t, reg.Host, mtHost)
@@ -372,7 +367,7 @@ func TestCreateOddRegistryAnswers(t *testing.T) {
 	if len(loadable) == 0 {
 		t.Fatal("no bundle written")
 	}
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	for _, out := range loadable {
 		got := d.Docker(t, "load", "-i", out)
 		for _, im := range readIndex(t, out).Images {

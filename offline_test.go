@@ -2,27 +2,23 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bundle-tool/bundle/internal/testenv"
 )
 
 // STYLE.md: verify and load to local targets open no network connection.
 // The real binary runs under strace; any socket of an internet family, or
-// any connect at all, fails the test. (The binary is built once here.)
+// any connect at all, fails the test.
 func TestVerifyAndOCILoadOpenNoConnection(t *testing.T) {
 	testenv.Acceptance(t)
 	testenv.Require(t, "strace")
 	out, _ := createSeeded(t)
-	bin := filepath.Join(t.TempDir(), "bundle")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
+	strace, _ := testenv.LookPath("strace")
 	netCall := regexp.MustCompile(`socket\(AF_INET6?\b|connect\(`)
 	for _, args := range [][]string{
 		{"verify", "--deep", "-i", out},
@@ -31,11 +27,12 @@ func TestVerifyAndOCILoadOpenNoConnection(t *testing.T) {
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			trace := filepath.Join(t.TempDir(), "strace.log")
-			strace, _ := testenv.LookPath("strace")
-			cmd := exec.Command(strace, append([]string{"-f", "-qq", "-e", "trace=socket,connect", "-o", trace, bin}, args...)...)
-			cmd.Env = append(os.Environ(), "HTTP_PROXY=", "HTTPS_PROXY=")
-			if b, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("bundle %s: %v\n%s", strings.Join(args, " "), err, b)
+			c := startBundleWith(t, binaryRun{
+				wrap: []string{strace, "-f", "-qq", "-e", "trace=socket,connect", "-o", trace},
+				env:  []string{"HTTP_PROXY=", "HTTPS_PROXY="},
+			}, args...)
+			if code := c.wait(t, 5*time.Minute); code != 0 {
+				t.Fatalf("bundle %s: exit %d\n%s%s", strings.Join(args, " "), code, c.stdout.String(), c.stderr.String())
 			}
 			log, err := os.ReadFile(trace)
 			if err != nil {

@@ -13,8 +13,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -22,9 +20,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -62,14 +57,13 @@ var faultBundle struct {
 
 func loadFaultBundle(t *testing.T) (string, *tarball.Index, *testenv.Seeded) {
 	t.Helper()
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	faultBundle.once.Do(func() {
-		dir, err := os.MkdirTemp("", "bundle-loadfault-")
+		dir, err := testenv.SharedDir("bundle-loadfault-")
 		if err != nil {
 			faultBundle.err = err
 			return
 		}
-		shared.dirs = append(shared.dirs, dir)
 		var y strings.Builder
 		y.WriteString("platforms: [linux/amd64, linux/arm64]\nimages:\n")
 		for _, n := range []string{testenv.ImageAppA, testenv.ImageAppB, testenv.ImageMulti} {
@@ -82,9 +76,8 @@ func loadFaultBundle(t *testing.T) (string, *tarball.Index, *testenv.Seeded) {
 			return
 		}
 		out := filepath.Join(dir, "images.tar")
-		var o, e strings.Builder
-		if code := run([]string{"bundle", "create", "-q", "-f", yaml, "-o", out, "--cache", filepath.Join(dir, "cache")}, &o, &e); code != 0 {
-			faultBundle.err = fmt.Errorf("bundle create: exit %d: %s", code, e.String())
+		if _, stderr, code := bundleCLI(t, "create", "-q", "-f", yaml, "-o", out, "--cache", filepath.Join(dir, "cache")); code != 0 {
+			faultBundle.err = fmt.Errorf("bundle create: exit %d: %s", code, stderr)
 			return
 		}
 		faultBundle.path, faultBundle.seeded = out, seeded
@@ -234,23 +227,12 @@ func tagsUnder(t *testing.T, reg *testenv.Registry, prefix string) []string {
 	return out
 }
 
-func parseLoadResult(t *testing.T, stdout string) *bundle.LoadResult {
-	t.Helper()
-	var r bundle.LoadResult
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("--json output: %v\n%s", err, stdout)
-	}
-	return &r
-}
-
-// uploadMangler is a reverse proxy on 127.0.0.1 for what FaultProxy cannot
-// do: it acts on the request bodies of blob uploads (PATCH), trickling them
-// at a set rate (a slow link, or a registry that reads slowly) or flipping
-// one byte in them. Upload Locations are rewritten to point at it.
+// uploadMangler acts, in a reverse proxy on 127.0.0.1 (for what
+// FaultProxy cannot do), on the request bodies of blob uploads (PATCH):
+// it trickles them at a set rate (a slow link, or a registry that reads
+// slowly) or flips one byte in them.
 type uploadMangler struct {
-	URL, Host string
-	upstream  string
-	proxy     *httputil.ReverseProxy
+	*testenv.ReverseProxy
 	rate      atomic.Int64 // bytes a second of PATCH bodies; 0: as fast as they come
 	corrupt   atomic.Int64 // PATCH bodies still to corrupt; < 0: every one
 	corrupted atomic.Int64 // PATCH bodies corrupted
@@ -259,54 +241,22 @@ type uploadMangler struct {
 
 func startMangler(t *testing.T, upstream string) *uploadMangler {
 	t.Helper()
-	u, err := url.Parse("http://" + upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &uploadMangler{upstream: upstream, proxy: httputil.NewSingleHostReverseProxy(u)}
-	m.proxy.ModifyResponse = func(resp *http.Response) error {
-		if loc := resp.Header.Get("Location"); loc != "" {
-			if lu, err := url.Parse(loc); err == nil && lu.Host == m.upstream {
-				lu.Host = m.Host
-				resp.Header.Set("Location", lu.String())
-			}
-		}
-		return nil
-	}
-	m.proxy.ErrorLog = nil
-	s := httptest.NewServer(m)
-	t.Cleanup(s.Close)
-	m.URL, m.Host = s.URL, strings.TrimPrefix(s.URL, "http://")
+	m := &uploadMangler{}
+	m.ReverseProxy = testenv.StartReverseProxy(t, upstream, testenv.ProxyHooks{Request: m.mangle})
 	return m
 }
 
-func (m *uploadMangler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (m *uploadMangler) mangle(_ *testenv.ReverseProxy, _ http.ResponseWriter, r *http.Request) bool {
 	if r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.Body != nil {
 		var body io.Reader = r.Body
 		if n := m.corrupt.Load(); n != 0 && (n < 0 || m.corrupt.CompareAndSwap(n, n-1)) {
 			m.corrupted.Add(1)
-			body = &byteFlipper{r: body, at: 10}
+			body = testenv.FlipReader(body, 10, 0)
 		}
 		body = &trickle{r: body, rate: m.rate.Load(), done: r.Context().Done(), count: &m.patched}
 		r.Body = io.NopCloser(body)
 	}
-	m.proxy.ServeHTTP(w, r)
-}
-
-// byteFlipper flips the byte at offset at.
-type byteFlipper struct {
-	r   io.Reader
-	at  int64
-	off int64
-}
-
-func (f *byteFlipper) Read(p []byte) (int, error) {
-	n, err := f.r.Read(p)
-	if f.at >= f.off && f.at < f.off+int64(n) {
-		p[f.at-f.off] ^= 0xff
-	}
-	f.off += int64(n)
-	return n, err
+	return false
 }
 
 // trickle passes at most rate bytes a second (all of them when rate is 0),
@@ -445,7 +395,7 @@ func TestReliabilityLoadTransientFaults(t *testing.T) {
 			if hits == 0 && tt.rate == 0 {
 				t.Fatal("no fault was injected")
 			}
-			res := parseLoadResult(t, stdout)
+			res := jsonResult[bundle.LoadResult](t, stdout)
 			if res.Loaded != len(f.idx.Images) {
 				t.Errorf("%d images loaded, want %d", res.Loaded, len(f.idx.Images))
 			}
@@ -488,7 +438,7 @@ func TestReliabilityLoadTransientFaults(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 			}
-			if res := parseLoadResult(t, stdout); res.Retries != 0 || retryLines(stderr) != 0 {
+			if res := jsonResult[bundle.LoadResult](t, stdout); res.Retries != 0 || retryLines(stderr) != 0 {
 				t.Errorf("%d retries without a fault:\n%s", res.Retries, stderr)
 			}
 		}
@@ -590,7 +540,7 @@ func TestReliabilityLoadPersistentFaults(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("re-run: exit %d; stderr:\n%s", code, stderr)
 			}
-			res := parseLoadResult(t, stdout)
+			res := jsonResult[bundle.LoadResult](t, stdout)
 			checkLoadedAt(t, reg, prefix, f.idx)
 			t.Logf("re-run: %d loaded, %d skipped, %d blobs sent, %d present", res.Loaded, res.Skipped, res.BlobsSent, res.BlobsPresent)
 		})
@@ -623,7 +573,7 @@ func TestReliabilityLoadSIGINT(t *testing.T) {
 		t.Fatalf("re-run: exit %d; stderr:\n%s", code2, stderr)
 	}
 	checkLoadedAt(t, reg, "int", f.idx)
-	res := parseLoadResult(t, stdout)
+	res := jsonResult[bundle.LoadResult](t, stdout)
 	t.Logf("after SIGINT the re-run sent %d blobs, found %d present", res.BlobsSent, res.BlobsPresent)
 }
 
@@ -737,7 +687,7 @@ func TestReliabilityLoadFaultLoop(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("round %d (%v, %d hits): exit %d; stderr:\n%s", round, desc, hits, code, stderr)
 		}
-		res := parseLoadResult(t, stdout)
+		res := jsonResult[bundle.LoadResult](t, stdout)
 		if !persistent && res.Retries < int64(hits-silent) {
 			t.Errorf("round %d (%v): %d faults, %d retries reported", round, desc, hits, res.Retries)
 		}
@@ -773,15 +723,7 @@ type hostileFixture struct {
 
 func hostileBase(t *testing.T) *bundletest.Bundle {
 	t.Helper()
-	img, err := bundletest.RandomImage(512, 2, "linux/amd64", 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/hostile:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return bundletest.Single(t, "docker.io/library/hostile:1", 512, 2, 7)
 }
 
 // withEntry returns the base bundle with e inserted after manifest.json,
@@ -792,32 +734,6 @@ func withEntry(t *testing.T, e bundletest.Entry) []byte {
 	b.Entries = append(append(append([]bundletest.Entry(nil), b.Entries[:i]...), e), b.Entries[i:]...)
 	data, _ := b.Bytes()
 	return data
-}
-
-// zeroTarGz is a gzip stream (deflate at its best) of a tar holding one
-// file of n zero bytes, and the sha256 of the tar.
-func zeroTarGz(t *testing.T, n int64) ([]byte, v1.Hash) {
-	t.Helper()
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	h := sha256.New()
-	tw := tar.NewWriter(io.MultiWriter(zw, h))
-	if err := tw.WriteHeader(&tar.Header{Name: "zeros", Mode: 0o644, Size: n, Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.CopyN(tw, zeroReader{}, n); err != nil {
-		t.Fatal(err)
-	}
-	tw.Close()
-	zw.Close()
-	return gz.Bytes(), v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
-}
-
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 func hostileFixtures() []hostileFixture {
@@ -870,22 +786,11 @@ func hostileFixtures() []hostileFixture {
 		// digest is another image: a load would publish the lie under the
 		// pinned name.
 		{name: "pinned-digest-lie.tar", why: "pins", data: func(t *testing.T) []byte {
-			img, err := bundletest.RandomImage(512, 2, "linux/amd64", 7)
+			d, err := bundletest.MustImage(t, 512, 1, "linux/amd64", 8).Digest()
 			if err != nil {
 				t.Fatal(err)
 			}
-			other, err := bundletest.RandomImage(512, 1, "linux/amd64", 8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := other.Digest()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/hostile@" + d.String(), Image: img})
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := bundletest.Must(t, bundletest.Ref{Name: "docker.io/library/hostile@" + d.String(), Image: bundletest.MustImage(t, 512, 2, "linux/amd64", 7)})
 			data, _ := b.Bytes()
 			return data
 		}},
@@ -932,22 +837,15 @@ func hostileFixtures() []hostileFixture {
 		// A layer of 256 MiB of zeros in about 256 KiB, with its true
 		// digest and diffID: only decompressing it tells.
 		{name: "gzip-bomb-layer.tar", why: "decompression bomb", deep: true, data: func(t *testing.T) []byte {
-			gz, diffID := zeroTarGz(t, 256<<20)
+			gz, diffID := bundletest.ZeroTarGz(t, 256<<20)
 			img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: bundletest.GzipLayer(gz, diffID)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			cf, _ := img.ConfigFile()
-			cf = cf.DeepCopy()
-			cf.OS, cf.Architecture = "linux", "amd64"
-			if img, err = mutate.ConfigFile(img, cf); err != nil {
+			if img, err = bundletest.WithPlatform(img, "linux/amd64"); err != nil {
 				t.Fatal(err)
 			}
-			b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/bomb:1", Image: img})
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, _ := b.Bytes()
+			data, _ := bundletest.Must(t, bundletest.Ref{Name: "docker.io/library/bomb:1", Image: img}).Bytes()
 			return data
 		}},
 		// A gzip-compressed bundle whose tar holds 256 MiB of zeros in a
@@ -970,7 +868,7 @@ func hostileFixtures() []hostileFixture {
 			}
 			const n = 256 << 20
 			tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + hexID, Mode: 0o644, Size: n, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
-			io.CopyN(tw, zeroReader{}, n)
+			io.CopyN(tw, bundletest.Zeros, n)
 			tw.Close()
 			zw.Close()
 			return gz.Bytes()
@@ -1054,7 +952,7 @@ type hostileTargets struct {
 
 func newHostileTargets(t *testing.T) *hostileTargets {
 	t.Helper()
-	h := &hostileTargets{reg: testenv.StartRegistry(t), d: sharedDockerd(t)}
+	h := &hostileTargets{reg: testenv.StartRegistry(t), d: testenv.SharedDockerd(t)}
 	h.images = dockerImages(t, h.d)
 	t.Cleanup(func() {
 		// Should a test fail and let an image in, the next tests must not
@@ -1070,15 +968,7 @@ func newHostileTargets(t *testing.T) *hostileTargets {
 	h.ociNew = filepath.Join(dir, "new", "oci")
 	h.ociOld = filepath.Join(dir, "old")
 	// A layout with another image in it, made by load itself.
-	img, err := bundletest.RandomImage(256, 1, "linux/amd64", 99)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/other:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := ob.Bytes()
+	data, _ := bundletest.Single(t, "docker.io/library/other:1", 256, 1, 99).Bytes()
 	src := filepath.Join(dir, "other.tar")
 	os.WriteFile(src, data, 0o644)
 	mustBundle(t, "load", "-q", "-i", src, "--to", "oci:"+h.ociOld)
@@ -1190,7 +1080,7 @@ func TestHostileLoad(t *testing.T) {
 					var stdout, stderr string
 					var code int
 					if in.name == "stdin" {
-						stdout, stderr, code = loadStdin(t, in.path, "--to", tg.to)
+						stdout, stderr, code = bundleCLIStdin(t, in.path, "load", "-i", "-", "--to", tg.to)
 					} else {
 						stdout, stderr, code = bundleCLI(t, "load", "-i", in.path, "--to", tg.to)
 					}
@@ -1246,40 +1136,14 @@ func TestHostileLoad(t *testing.T) {
 // startDir is the package directory, where the test binary starts.
 var startDir, _ = os.Getwd()
 
-// loadStdin runs bundle load -i - with the file at path as stdin.
-func loadStdin(t *testing.T, path string, args ...string) (string, string, int) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	old := os.Stdin
-	os.Stdin = f
-	defer func() { os.Stdin = old }()
-	return bundleCLI(t, append([]string{"load", "-i", "-"}, args...)...)
-}
-
 // lyingBase is a bundle of a single-platform image (Docker media types)
 // and a two-platform OCI index.
 func lyingBase(t *testing.T) *bundletest.Bundle {
 	t.Helper()
-	img, err := bundletest.RandomImage(512, 2, "linux/amd64", 11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := bundletest.RandomIndex(256, 1, 12, "linux/amd64", "linux/arm64/v8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundletest.New(
-		bundletest.Ref{Name: "docker.io/library/liar:1", Image: img},
-		bundletest.Ref{Name: "docker.io/library/multi:1", Index: ix},
+	return bundletest.Must(t,
+		bundletest.Ref{Name: "docker.io/library/liar:1", Image: bundletest.MustImage(t, 512, 2, "linux/amd64", 11)},
+		bundletest.Ref{Name: "docker.io/library/multi:1", Index: bundletest.MustIndex(t, 256, 1, 12, "linux/amd64", "linux/arm64/v8")},
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // A bundle whose bundle.json lies (sizes, digests, platforms, media types),
@@ -1414,7 +1278,7 @@ func TestHostileLies(t *testing.T) {
 // written.
 func TestHostileOtherTools(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	h := newHostileTargets(t)
 	d := h.d
 	dir := t.TempDir()

@@ -8,7 +8,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,10 +16,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,7 +45,7 @@ type faultSetup struct {
 
 func newFaultSetup(t *testing.T, opts ...testenv.ProxyOption) *faultSetup {
 	t.Helper()
-	reg, seeded := sharedRegistry(t)
+	reg, seeded := testenv.SharedSeeded(t)
 	s := &faultSetup{
 		proxy:  testenv.StartFaultProxy(t, reg.Host, opts...),
 		seeded: seeded,
@@ -203,15 +200,6 @@ func noTemp(t *testing.T, out string) {
 	}
 }
 
-func parseResult(t *testing.T, stdout string) bundle.CreateResult {
-	t.Helper()
-	var r bundle.CreateResult
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("--json output: %v\n%s", err, stdout)
-	}
-	return r
-}
-
 // retryLines counts the progress lines that report a retry.
 func retryLines(stderr string) int64 {
 	var n int64
@@ -293,7 +281,7 @@ func TestReliabilityTransientFaults(t *testing.T) {
 				t.Fatalf("no fault was injected")
 			}
 			checkBundle(t, out, s.images)
-			res := parseResult(t, stdout)
+			res := jsonResult[bundle.CreateResult](t, stdout)
 			want := int64(hits)
 			if tt.noRetries {
 				want = 0
@@ -432,112 +420,6 @@ func TestReliabilityPersistentFaults(t *testing.T) {
 	}
 }
 
-// bundleBinary builds the bundle command once per test binary.
-var builtBundle struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-func bundleBinary(t *testing.T) string {
-	t.Helper()
-	testenv.Require(t, "go")
-	builtBundle.once.Do(func() {
-		dir, err := os.MkdirTemp("", "bundle-bin-")
-		if err != nil {
-			builtBundle.err = err
-			return
-		}
-		shared.dirs = append(shared.dirs, dir)
-		goBin, _ := testenv.LookPath("go")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		p := filepath.Join(dir, "bundle")
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", p, ".")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			builtBundle.err = fmt.Errorf("go build: %v\n%s", err, b)
-			return
-		}
-		builtBundle.path = p
-	})
-	if builtBundle.err != nil {
-		t.Fatal(builtBundle.err)
-	}
-	return builtBundle.path
-}
-
-// child is a bundle process the test started.
-type child struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
-	done           chan struct{}
-}
-
-func startBundle(t *testing.T, args ...string) *child {
-	t.Helper()
-	c := &child{done: make(chan struct{})}
-	c.cmd = exec.Command(bundleBinary(t), args...)
-	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
-	c.cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
-	// Dies with the test binary, whatever happens.
-	c.cmd.SysProcAttr = dieWithTest(t)
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() { c.wait(t, 0) })
-	return c
-}
-
-// signal sends sig to the child (os.Process signals its own PID, through a
-// pidfd, and never a reaped one).
-// interruptAndExpect130 sends SIGINT and expects the run to stop (within
-// the 10 s bound of wait) with exit 130 and the one "interrupted" line.
-func interruptAndExpect130(t *testing.T, c *child) {
-	t.Helper()
-	c.signal(t, syscall.SIGINT)
-	if code := c.wait(t, 10*time.Second); code != 130 {
-		t.Errorf("exit %d after SIGINT, want 130; stderr:\n%s", code, c.stderr.String())
-	}
-	if !strings.HasSuffix(c.stderr.String(), "bundle: error: interrupted\n") {
-		t.Errorf("stderr does not end with the interrupted line:\n%s", c.stderr.String())
-	}
-}
-
-func (c *child) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := c.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("kill -%d %d: %v", sig, c.cmd.Process.Pid, err)
-	}
-}
-
-// wait waits up to d for the child and returns its exit code (-1 when a
-// signal ended it); past d, it kills the child and fails the test.
-func (c *child) wait(t *testing.T, d time.Duration) int {
-	t.Helper()
-	if !c.exited() {
-		select {
-		case <-c.done:
-		case <-time.After(d):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-			if d > 0 {
-				t.Errorf("bundle %v still running after %s: killed; stderr:\n%s", c.cmd.Args[1:], d, c.stderr.String())
-			}
-		}
-	}
-	return c.cmd.ProcessState.ExitCode()
-}
-
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // waitFor polls cond for up to d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -595,7 +477,7 @@ func TestReliabilityResumeAfterSIGKILL(t *testing.T) {
 	}
 	checkBundle(t, out, s.images)
 	noTemp(t, out) // the killed run's temp file too
-	res := parseResult(t, c2.stdout.String())
+	res := jsonResult[bundle.CreateResult](t, c2.stdout.String())
 
 	// The proxy saw one blob GET: the rest of the base layer, with Range.
 	want := fmt.Sprintf("bytes=%d-%d", have, s.size[s.base]-1)
@@ -691,18 +573,13 @@ func TestReliabilityDiskFull(t *testing.T) {
 		testenv.Require(t, "prlimit")
 		t.Log("no tmpfs: limiting the file size with prlimit instead")
 		prlimit, _ := testenv.LookPath("prlimit")
-		bin := bundleBinary(t)
 		run = func(yaml string) (string, int) {
 			// The cache is filled first, without the limit.
-			cmd := exec.Command(bin, "create", "-q", "-f", yaml, "-o", filepath.Join(dir, "warm.tar"), "--cache", cache)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("warming the cache: %v\n%s", err, b)
-			}
-			cmd = exec.Command(prlimit, "--fsize=1048576", "--", bin, "create", "-q", "--no-space-check", "-f", yaml, "-o", out, "--cache", cache)
-			var e bytes.Buffer
-			cmd.Stderr = &e
-			_ = cmd.Run()
-			return e.String(), cmd.ProcessState.ExitCode()
+			mustBundle(t, "create", "-q", "-f", yaml, "-o", filepath.Join(dir, "warm.tar"), "--cache", cache)
+			c := startBundleWith(t, binaryRun{wrap: []string{prlimit, "--fsize=1048576", "--"}},
+				"create", "-q", "--no-space-check", "-f", yaml, "-o", out, "--cache", cache)
+			code := c.wait(t, 5*time.Minute)
+			return c.stderr.String(), code
 		}
 	}
 	if stderr, code := run(one); code != 0 {
@@ -901,7 +778,7 @@ func TestReliabilityNoFaultNoRetry(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 			}
-			if res := parseResult(t, stdout); res.Retries != 0 || retryLines(stderr) != 0 {
+			if res := jsonResult[bundle.CreateResult](t, stdout); res.Retries != 0 || retryLines(stderr) != 0 {
 				t.Errorf("%d retries reported, %d retry lines, without any fault:\n%s", res.Retries, retryLines(stderr), stderr)
 			}
 			checkBundle(t, out, s.images)
@@ -920,15 +797,7 @@ func TestReliabilityDamagedCache(t *testing.T) {
 	cache := filepath.Join(dir, "cache")
 	yaml := s.yaml(t, dir)
 	mustBundle(t, "create", "-q", "-f", yaml, "-o", filepath.Join(dir, "first.tar"), "--cache", cache)
-	p := filepath.Join(cache, "blobs", "sha256", s.own().Hex)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x01
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.FlipMiddleByte(t, filepath.Join(cache, "blobs", "sha256", s.own().Hex))
 	out := filepath.Join(dir, "images.tar")
 	_, stderr, code := bundleCLI(t, "create", "-q", "-f", yaml, "-o", out, "--cache", cache)
 	if code == 0 || !strings.Contains(stderr, s.own().String()) || !strings.Contains(stderr, "digest mismatch") || !strings.Contains(stderr, "image "+s.images[0].Ref) {

@@ -21,7 +21,7 @@ import (
 func TestSpaceCheckedBeforeTheWork(t *testing.T) {
 	testenv.Acceptance(t)
 	testenv.RequireRoot(t)
-	reg, _ := sharedRegistry(t)
+	reg, _ := testenv.SharedSeeded(t)
 	proxy := testenv.StartFaultProxy(t, reg.Host)
 	// One image of a 6 MiB random (incompressible) layer.
 	img, err := random.Image(6<<20, 1)

@@ -19,7 +19,7 @@ import (
 // 256 KiB (extra are more create flags) and returns the -o name.
 func createSplit(t *testing.T, out string, extra ...string) {
 	t.Helper()
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	dir := filepath.Dir(out)
 	args := append([]string{"create", "-q", "-f", imagesYAML(t, dir, seeded), "-o", out, "--cache", filepath.Join(dir, "cache"), "--split", "256K"}, extra...)
 	mustBundle(t, args...)
@@ -49,7 +49,7 @@ func rmiSeeded(t *testing.T, d *testenv.Dockerd, seeded *testenv.Seeded) {
 // first volume, the base name or a glob and read the volumes as one.
 func TestSplitVolumesDocker(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar")
 	createSplit(t, out)
@@ -97,7 +97,7 @@ func TestSplitVolumesDocker(t *testing.T) {
 		t.Errorf("list:\n%s", o)
 	}
 
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	rmiSeeded(t, d, seeded)
 	t.Cleanup(func() { rmiSeeded(t, d, seeded) })
 	// cat images.tar.0* | docker load
@@ -191,10 +191,7 @@ func TestSplitVolumesDamaged(t *testing.T) {
 	})
 	t.Run("damaged", func(t *testing.T) {
 		base := copyTo(t)
-		v := tarball.VolumeName(base, 2)
-		b, _ := os.ReadFile(v)
-		b[len(b)/2] ^= 0xff
-		os.WriteFile(v, b, 0o644)
+		testenv.FlipMiddleByte(t, tarball.VolumeName(base, 2))
 		check(t, base, "images.tar.002: the sha256 of volume 2 is not the one in images.tar.sha256",
 			"in volume ")
 	})
@@ -204,7 +201,7 @@ func TestSplitVolumesDamaged(t *testing.T) {
 // is, and that verify and load read.
 func TestGzipBundle(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar.gz")
 	mustBundle(t, "create", "-q", "-f", imagesYAML(t, dir, seeded), "-o", out, "--cache", filepath.Join(dir, "cache"), "--gzip")
@@ -218,7 +215,7 @@ func TestGzipBundle(t *testing.T) {
 	if o := mustBundle(t, "verify", "-i", out); !strings.Contains(o, "OK: 7 images") || !strings.Contains(o, "sha256 matches images.tar.gz.sha256") {
 		t.Errorf("verify:\n%s", o)
 	}
-	d := sharedDockerd(t)
+	d := testenv.SharedDockerd(t)
 	rmiSeeded(t, d, seeded)
 	t.Cleanup(func() { rmiSeeded(t, d, seeded) })
 	loaded := d.Docker(t, "load", "-i", out)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 )
@@ -29,12 +28,11 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown global flag", []string{"--no-such-flag", "verify"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(append([]string{"bundle"}, tc.args...), &stdout, &stderr)
+			stdout, stderr, code := bundleCLI(t, tc.args...)
 			if code != exitUsage {
-				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr.String())
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr)
 			}
-			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
 			var errs int
 			for _, l := range lines {
 				switch {
@@ -46,12 +44,12 @@ func TestUsageErrors(t *testing.T) {
 				}
 			}
 			if errs != 1 {
-				t.Errorf("%d error lines on stderr, want 1:\n%s", errs, stderr.String())
+				t.Errorf("%d error lines on stderr, want 1:\n%s", errs, stderr)
 			}
-			if !strings.Contains(stderr.String(), "--help") {
-				t.Errorf("no hint to --help on stderr:\n%s", stderr.String())
+			if !strings.Contains(stderr, "--help") {
+				t.Errorf("no hint to --help on stderr:\n%s", stderr)
 			}
-			if all := stdout.String() + stderr.String(); strings.Contains(all, "panic:") || strings.Contains(all, "goroutine ") {
+			if all := stdout + stderr; strings.Contains(all, "panic:") || strings.Contains(all, "goroutine ") {
 				t.Errorf("a stack trace:\n%s", all)
 			}
 		})
@@ -61,9 +59,8 @@ func TestUsageErrors(t *testing.T) {
 // TestExitCorrupt: bundle list exits 3 on a file that is not a bundle, by
 // its own error type, whatever else is registered.
 func TestExitCorruptList(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"bundle", "list", "-i", "testdata/script/help.txtar"}, &stdout, &stderr)
+	_, stderr, code := bundleCLI(t, "list", "-i", "testdata/script/help.txtar")
 	if code != exitCorrupt {
-		t.Errorf("list of a text file: exit %d, want %d; stderr:\n%s", code, exitCorrupt, stderr.String())
+		t.Errorf("list of a text file: exit %d, want %d; stderr:\n%s", code, exitCorrupt, stderr)
 	}
 }

@@ -4,37 +4,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/bundle-tool/bundle/internal/testenv"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// plantings are what may be found where bundle expects a regular file.
-func plantings(t *testing.T) map[string]func(p string) {
-	return map[string]func(p string){
-		"FIFO": func(p string) {
-			if err := syscall.Mkfifo(p, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		},
-		"link to /dev/zero": func(p string) {
-			if err := os.Symlink("/dev/zero", p); err != nil {
-				t.Fatal(err)
-			}
-		},
-	}
-}
-
 // --have and --base inputs that are FIFOs or links to /dev/zero are
 // refused at once, with the path and what it is.
 func TestDeltaInputsNotRegular(t *testing.T) {
-	for kind, plant := range plantings(t) {
+	for kind, plant := range testenv.NotRegular() {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
 			p := filepath.Join(dir, "input")
-			plant(p)
+			plant(t, p)
 			for _, opts := range []DeltaOptions{{Have: []string{p}}, {Base: []string{p}}} {
 				err := testenv.Within(t, "loadHave", func() error { _, err := loadHave(opts); return err })
 				if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "not a regular file") {
@@ -52,9 +35,7 @@ func TestLockFilePlanted(t *testing.T) {
 	target := filepath.Join(dir, "elsewhere")
 	out := filepath.Join(dir, "images.tar")
 	lock := filepath.Join(dir, ".images.tar.lock")
-	if err := os.Symlink(target, lock); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PlantLink(t, target, lock)
 	if f, err := lockOutput(out); err == nil {
 		f.Release()
 		t.Errorf("a lock file that is a link was followed")
@@ -65,12 +46,7 @@ func TestLockFilePlanted(t *testing.T) {
 		t.Errorf("the link's target was created: %v", err)
 	}
 
-	if err := os.Remove(lock); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(lock, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PlantFIFO(t, lock) // in the link's place
 	err := testenv.Within(t, "lockOutput", func() error {
 		f, err := lockOutput(out)
 		if err == nil {
@@ -97,9 +73,7 @@ func TestLayoutInventoryLinkOut(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "blobs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(outside, filepath.Join(dir, "blobs", "sha256")); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PlantLink(t, outside, filepath.Join(dir, "blobs", "sha256"))
 	inv := &Inventory{Blobs: map[v1.Hash]int64{}}
 	err := layoutInventory(dir, inv)
 	if err == nil || !strings.Contains(err.Error(), "leads out of") {

@@ -15,15 +15,7 @@ import (
 // writeBundle writes a small intact bundle to dir/images.tar.
 func writeBundle(t *testing.T, dir string) string {
 	t.Helper()
-	img, err := bundletest.RandomImage(1024, 2, "linux/amd64", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundletest.New(bundletest.Ref{Name: "registry.local/app:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := b.Bytes()
+	data, _ := bundletest.Single(t, "registry.local/app:1", 1024, 2, 1).Bytes()
 	p := filepath.Join(dir, "images.tar")
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)

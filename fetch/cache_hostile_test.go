@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -26,22 +26,14 @@ func TestCachePlantedFiles(t *testing.T) {
 	if err := os.WriteFile(outside, []byte("keep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fifo := func(t *testing.T, p string) {
-		if err := syscall.Mkfifo(p, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	link := func(target string) func(t *testing.T, p string) {
-		return func(t *testing.T, p string) {
-			if err := os.Symlink(target, p); err != nil {
-				t.Fatal(err)
-			}
-		}
+	fifo := testenv.PlantFIFO
+	link := func(target string) func(t testing.TB, p string) {
+		return func(t testing.TB, p string) { testenv.PlantLink(t, target, p) }
 	}
 	for _, tc := range []struct {
 		name  string
 		where func(c *Cache) string
-		plant func(t *testing.T, p string)
+		plant func(t testing.TB, p string)
 	}{
 		{"blob links to /dev/zero", func(c *Cache) string { return c.Path(h) }, link("/dev/zero")},
 		{"blob is a FIFO", func(c *Cache) string { return c.Path(h) }, fifo},
@@ -58,15 +50,8 @@ func TestCachePlantedFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.plant(t, tc.where(c))
-			done := make(chan error, 1)
-			go func() { done <- storeAndRead(c, h, data) }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatalf("the cache has not returned after 20 s: it waits on or reads a planted file")
+			if err := testenv.Within(t, "the cache", func() error { return storeAndRead(c, h, data) }); err != nil {
+				t.Fatal(err)
 			}
 			if b, err := os.ReadFile(outside); err != nil || string(b) != "keep" {
 				t.Errorf("a file out of the cache was written: %q %v", b, err)

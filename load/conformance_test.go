@@ -3,7 +3,6 @@ package load
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,7 +36,7 @@ func registryCase(name string, host func(t *testing.T) string) targetCase {
 	return targetCase{
 		name: name,
 		fresh: func(t *testing.T) Target {
-			r, err := NewRegistry(host(t)+"/"+uniq("mirror"), Options{Jobs: 3})
+			r, err := NewRegistry(host(t)+"/"+testenv.Unique("mirror"), Options{Jobs: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,52 +77,8 @@ func memRegistry(t *testing.T) string {
 	return memRegHost
 }
 
-var (
-	realRegOnce sync.Once
-	realReg     *testenv.Registry
-	realRegErr  error
-
-	dockerdOnce sync.Once
-	dockerd     *testenv.Dockerd
-	dockerdErr  error
-)
-
-// realRegistry is a CNCF distribution registry, started once.
-func realRegistry(t *testing.T) string {
-	testenv.Acceptance(t)
-	testenv.Require(t, testenv.RegistryProgram)
-	realRegOnce.Do(func() {
-		dir, err := tempDirForProcess()
-		if err != nil {
-			realRegErr = err
-			return
-		}
-		realReg, realRegErr = testenv.StartRegistryProcess(dir)
-	})
-	if realRegErr != nil {
-		t.Fatal(realRegErr)
-	}
-	return realReg.Host
-}
-
-// realDockerd is a docker daemon on a private socket, started once.
-func realDockerd(t *testing.T) *testenv.Dockerd {
-	testenv.Acceptance(t)
-	testenv.Require(t, testenv.DockerdProgram, testenv.ContainerdProgram, testenv.RuncProgram, testenv.DockerProgram)
-	testenv.RequireRoot(t)
-	dockerdOnce.Do(func() {
-		dir, err := tempDirForProcess()
-		if err != nil {
-			dockerdErr = err
-			return
-		}
-		dockerd, dockerdErr = testenv.StartDockerdProcess(dir)
-	})
-	if dockerdErr != nil {
-		t.Fatal(dockerdErr)
-	}
-	return dockerd
-}
+// realRegistry is the test binary's shared CNCF distribution registry.
+func realRegistry(t *testing.T) string { return testenv.SharedRegistry(t).Host }
 
 func targetCases() []targetCase {
 	return []targetCase{
@@ -162,7 +116,7 @@ func targetCases() []targetCase {
 		{
 			name: "daemon",
 			fresh: func(t *testing.T) Target {
-				d := realDockerd(t)
+				d := testenv.SharedDockerd(t)
 				tg, err := NewDaemon(Options{DockerHost: d.Host})
 				if err != nil {
 					t.Fatal(err)
@@ -210,7 +164,7 @@ func TestTargetConformance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Run("load check reload", func(t *testing.T) {
 				tg := tc.fresh(t)
-				images, _ := standardImages(t, "example.com/"+uniq("team"))
+				images, _ := standardImages(t, "example.com/"+testenv.Unique("team"))
 				fx := writeBundle(t, t.TempDir(), images)
 				b, sel := openFixture(t, fx, Selection{})
 				ctx := context.Background()
@@ -276,7 +230,7 @@ func TestTargetConformance(t *testing.T) {
 			t.Run("partial index", func(t *testing.T) {
 				tg := tc.fresh(t)
 				fx := writeBundle(t, t.TempDir(), []testImage{
-					{ref: "example.com/" + uniq("team") + "/multi:2", index: newIndex(t, "linux/amd64", "linux/arm64/v8"), keep: []int{1}},
+					{ref: "example.com/" + testenv.Unique("team") + "/multi:2", index: newIndex(t, "linux/amd64", "linux/arm64/v8"), keep: []int{1}},
 				})
 				b, sel := openFixture(t, fx, Selection{})
 				if len(sel) != 1 || sel[0].Complete || sel[0].IndexManifests != 2 {
@@ -296,7 +250,7 @@ func TestTargetConformance(t *testing.T) {
 
 			t.Run("changed after verification", func(t *testing.T) {
 				tg := tc.fresh(t)
-				images, _ := standardImages(t, "example.com/"+uniq("changed"))
+				images, _ := standardImages(t, "example.com/"+testenv.Unique("changed"))
 				fx := writeBundle(t, t.TempDir(), images[:2])
 				b, sel := openFixture(t, fx, Selection{})
 				flipByteOf(t, fx.path, b, firstLayer(fx))
@@ -315,38 +269,8 @@ func TestTargetConformance(t *testing.T) {
 	}
 }
 
-var processDirs []string
-
-func tempDirForProcess() (string, error) {
-	dir, err := os.MkdirTemp("", "bundle-load-test-")
-	if err == nil {
-		processDirs = append(processDirs, dir)
-	}
-	return dir, err
-}
-
 // TestMain stops the registry and dockerd the tests started.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if dockerd != nil {
-		_ = dockerd.Stop()
-	}
-	if realReg != nil {
-		_ = realReg.Stop()
-	}
-	for _, d := range processDirs {
-		os.RemoveAll(d)
-	}
-	os.Exit(code)
-}
-
-var uniqN atomic.Int64
-
-// uniq returns a name no other test of this process uses, for targets that
-// outlive a test (the registry and the daemon are shared).
-func uniq(prefix string) string {
-	return fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), uniqN.Add(1))
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
 
 // Ping fails, saying why, for a target that cannot be reached or written.
 func TestPingFails(t *testing.T) {

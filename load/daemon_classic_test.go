@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -583,7 +584,7 @@ func TestDaemonClassicReal(t *testing.T) {
 }
 
 func testDaemonClassicReal(t *testing.T, inflate bool) {
-	dd := realDockerd(t)
+	dd := testenv.SharedDockerd(t)
 	mode := DecompressNever
 	if inflate {
 		mode = DecompressAlways
@@ -595,7 +596,7 @@ func testDaemonClassicReal(t *testing.T, inflate bool) {
 	if d.inflate != inflate {
 		t.Fatalf("DockerDecompress %d: decompress %v", mode, d.inflate)
 	}
-	fx := writeBundle(t, t.TempDir(), sharedImages(t, "example.com/"+uniq("real")))
+	fx := writeBundle(t, t.TempDir(), sharedImages(t, "example.com/"+testenv.Unique("real")))
 	b, sel := openFixture(t, fx, Selection{})
 	t.Cleanup(func() {
 		for _, im := range sel {

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -325,7 +326,7 @@ func TestDaemonError(t *testing.T) {
 // DOCKER_HOST=tcp://… reaches a real daemon too (through a TCP forwarder
 // to its socket here).
 func TestDaemonTCP(t *testing.T) {
-	dd := realDockerd(t)
+	dd := testenv.SharedDockerd(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +354,7 @@ func TestDaemonTCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	images, _ := standardImages(t, "example.com/"+uniq("tcp"))
+	images, _ := standardImages(t, "example.com/"+testenv.Unique("tcp"))
 	fx := writeBundle(t, t.TempDir(), images[:1])
 	b, sel := openFixture(t, fx, Selection{})
 	res, err := d.Load(context.Background(), b, sel, nil)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -59,7 +60,7 @@ func TestDeltaConformance(t *testing.T) {
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			prefix := "example.com/" + uniq("delta")
+			prefix := "example.com/" + testenv.Unique("delta")
 			images, shared := standardImages(t, prefix)
 			dir := t.TempDir()
 			full := writeBundle(t, dir, images)
@@ -136,7 +137,7 @@ func sharedLayer(t *testing.T, ti testImage) v1.Layer {
 // A docker daemon is refused a delta whose images need external layers,
 // without being asked anything; images that need none load.
 func TestDeltaToDaemon(t *testing.T) {
-	images, shared := standardImages(t, "example.com/"+uniq("d"))
+	images, shared := standardImages(t, "example.com/"+testenv.Unique("d"))
 	fx := writeBundle(t, t.TempDir(), images)
 	delta := writeDelta(t, fx, func(h v1.Hash) bool { return h == shared })
 	b, sel := openFixture(t, delta, Selection{})

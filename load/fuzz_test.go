@@ -27,21 +27,7 @@ import (
 // ../testdata/hostile except the decompression bombs (each would cost a
 // quarter of a second).
 func fuzzSeeds(f *testing.F) {
-	img, err := bundletest.RandomImage(64, 2, "linux/amd64", 1)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ix, err := bundletest.RandomIndex(32, 1, 2, "linux/amd64", "linux/arm64")
-	if err != nil {
-		f.Fatal(err)
-	}
-	b, err := bundletest.New(
-		bundletest.Ref{Name: "docker.io/library/small:1", Image: img},
-		bundletest.Ref{Name: "docker.io/library/multi:1", Index: ix},
-	)
-	if err != nil {
-		f.Fatal(err)
-	}
+	b := bundletest.Small(f)
 	data, offsets := b.Bytes()
 	f.Add(data)
 	f.Add(data[:offsets[tarball.DockerManifest]+20])

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/manifests"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -237,20 +238,7 @@ func flipByteOf(t testing.TB, path string, b *Bundle, h v1.Hash) {
 	if !ok {
 		t.Fatalf("no blob %s", h)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1)
-	off := e.Offset + e.Size/2
-	if _, err := f.ReadAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
-	buf[0] ^= 0xff
-	if _, err := f.WriteAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
+	testenv.FlipByte(t, path, e.Offset+e.Size/2)
 }
 
 // firstLayer is the first layer of the first image of a fixture.

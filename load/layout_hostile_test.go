@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/bundle-tool/bundle/internal/testenv"
@@ -42,18 +41,10 @@ func TestLayoutPlantedTargets(t *testing.T) {
 		}
 	}
 	symlink := func(target, name string) func(t *testing.T, dir string) {
-		return func(t *testing.T, dir string) {
-			if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		return func(t *testing.T, dir string) { testenv.PlantLink(t, target, filepath.Join(dir, name)) }
 	}
 	fifo := func(name string) func(t *testing.T, dir string) {
-		return func(t *testing.T, dir string) {
-			if err := syscall.Mkfifo(filepath.Join(dir, name), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		return func(t *testing.T, dir string) { testenv.PlantFIFO(t, filepath.Join(dir, name)) }
 	}
 	cases := []tc{
 		{name: "index.json links to /dev/zero", plant: symlink("/dev/zero", "index.json"), fails: "index.json"},

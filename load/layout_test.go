@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -168,11 +169,7 @@ func TestLayoutRepairsDamagedBlob(t *testing.T) {
 	}
 	h := firstLayer(fx)
 	p := tg.blobPath(h)
-	data, _ := os.ReadFile(p)
-	data[len(data)/2] ^= 0xff
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.FlipMiddleByte(t, p)
 	res, err := tg.Load(context.Background(), b, sel, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -6,11 +6,8 @@ import (
 	"errors"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bundle-tool/bundle/fetch"
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -98,13 +96,7 @@ func (f *faultyRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "reset":
 		// Read part of the body, then cut the connection.
 		io.CopyN(io.Discard, r.Body, 512)
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err == nil {
-			if tc, ok := conn.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			conn.Close()
-		}
+		testenv.ResetConnection(w)
 	default:
 		f.next.ServeHTTP(w, r)
 	}
@@ -283,15 +275,12 @@ func TestRegistryMountsSharedBlobs(t *testing.T) {
 // the PATCH again would append the bytes after the part already there).
 func TestRegistryBrokenUploadsDistribution(t *testing.T) {
 	host := realRegistry(t)
-	target, _ := url.Parse("http://" + host)
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var broken atomic.Int64
 	var mu sync.Mutex
 	patches := map[string]int{} // per repository
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p := testenv.StartReverseProxy(t, host, testenv.ProxyHooks{Request: func(p *testenv.ReverseProxy, w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodPatch {
-			rp.ServeHTTP(w, r)
-			return
+			return false
 		}
 		repo, _, _ := strings.Cut(r.URL.Path, "/blobs/uploads/")
 		mu.Lock()
@@ -299,31 +288,25 @@ func TestRegistryBrokenUploadsDistribution(t *testing.T) {
 		first := patches[repo] == 1
 		mu.Unlock()
 		if !first {
-			rp.ServeHTTP(w, r)
-			return
+			return false
 		}
 		broken.Add(1)
 		// Half the body reaches the registry; then the client's
 		// connection is cut.
 		data, _ := io.ReadAll(io.LimitReader(r.Body, r.ContentLength/2))
-		req, _ := http.NewRequest(http.MethodPatch, "http://"+host+r.URL.RequestURI(), bytes.NewReader(data))
+		req, _ := http.NewRequest(http.MethodPatch, "http://"+p.Upstream+r.URL.RequestURI(), bytes.NewReader(data))
 		req.Header = r.Header.Clone()
 		req.Host = r.Host
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
-		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
-			if tc, ok := conn.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			conn.Close()
-		}
-	}))
-	defer s.Close()
+		testenv.ResetConnection(w)
+		return true
+	}})
 	images, _ := standardImages(t, "example.com/broken")
 	fx := writeBundle(t, t.TempDir(), images)
 	b, sel := openFixture(t, fx, Selection{})
-	tg, err := NewRegistry(strings.TrimPrefix(s.URL, "http://")+"/broken", Options{Jobs: 2, Access: fetch.Access{Retry: fastRetry}})
+	tg, err := NewRegistry(p.Host+"/broken", Options{Jobs: 2, Access: fetch.Access{Retry: fastRetry}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,14 +118,7 @@ func checkEntry(t *testing.T, e *tarball.Entry) {
 // bundle (plain and gzip), damaged copies and hostile archives.
 func fuzzSeeds(f *testing.F) {
 	// Small seeds: the fuzzing engine minimizes slowly on large inputs.
-	img, err := bundletest.RandomImage(8, 1, "linux/amd64", 1)
-	if err != nil {
-		f.Fatal(err)
-	}
-	b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/tiny:1", Image: img})
-	if err != nil {
-		f.Fatal(err)
-	}
+	b := bundletest.Single(f, "docker.io/library/tiny:1", 8, 1, 1)
 	data, offsets := b.Bytes()
 	f.Add(data)
 	f.Add(gzipped(data))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify/bundletest"
 )
@@ -107,7 +108,7 @@ func sameAsStream(t *testing.T, data []byte) (*tarball.File, error) {
 }
 
 func TestOpenValid(t *testing.T) {
-	b := smallBundle(t)
+	b := bundletest.Small(t)
 	data, offsets := b.Bytes()
 	path := filepath.Join(t.TempDir(), "b.tar")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -163,7 +164,7 @@ func TestOpenValid(t *testing.T) {
 }
 
 func TestOpenRefuses(t *testing.T) {
-	data, _ := smallBundle(t).Bytes()
+	data, _ := bundletest.Small(t).Bytes()
 	dir := t.TempDir()
 	gz := filepath.Join(dir, "b.tar.gz")
 	os.WriteFile(gz, gzipped(data), 0o644)
@@ -222,7 +223,7 @@ func TestOpenSameErrorsAsReader(t *testing.T) {
 		}
 		cases = append(cases, openCase{tc.file, data, tc.want, tc.text})
 	}
-	data, offsets := smallBundle(t).Bytes()
+	data, offsets := bundletest.Small(t).Bytes()
 	blob := ""
 	for name, off := range offsets {
 		if strings.HasPrefix(name, tarball.BlobsSHA256Dir) && (blob == "" || off > offsets[blob]) {
@@ -302,16 +303,16 @@ func (f *failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	if off+int64(len(p)) > f.n {
 		k := max(0, f.n-off)
 		copy(p, f.data[off:off+k])
-		return int(k), errDevice
+		return int(k), testenv.ErrDevice
 	}
 	return copy(p, f.data[off:]), nil
 }
 
 func TestOpenIOError(t *testing.T) {
-	data, _ := smallBundle(t).Bytes()
+	data, _ := bundletest.Small(t).Bytes()
 	for _, at := range []int{0, 10, 700, len(data) / 2, len(data) - 1} {
 		_, err := tarball.OpenReaderAt(&failingReaderAt{data: data, n: int64(at)}, int64(len(data)))
-		if !errors.Is(err, errDevice) || tarball.IsCorrupt(err) {
+		if !errors.Is(err, testenv.ErrDevice) || tarball.IsCorrupt(err) {
 			t.Errorf("failing at %d: err = %v", at, err)
 		}
 	}

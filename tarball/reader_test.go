@@ -12,30 +12,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify/bundletest"
 	"github.com/klauspost/pgzip"
 )
-
-func smallBundle(t testing.TB) *bundletest.Bundle {
-	t.Helper()
-	img, err := bundletest.RandomImage(64, 2, "linux/amd64", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := bundletest.RandomIndex(32, 1, 2, "linux/amd64", "linux/arm64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundletest.New(
-		bundletest.Ref{Name: "docker.io/library/small:1", Image: img},
-		bundletest.Ref{Name: "docker.io/library/multi:1", Index: ix},
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func gzipped(data []byte) []byte {
 	var buf bytes.Buffer
@@ -78,7 +59,7 @@ func readAll(t *testing.T, r *tarball.Reader) (names []string, entryErrs []*tarb
 }
 
 func TestReaderValid(t *testing.T) {
-	b := smallBundle(t)
+	b := bundletest.Small(t)
 	data, _ := b.Bytes()
 	for name, input := range map[string][]byte{"plain": data, "gzip": gzipped(data)} {
 		t.Run(name, func(t *testing.T) {
@@ -113,7 +94,7 @@ func TestReaderValid(t *testing.T) {
 }
 
 func TestReaderNextWithoutIndex(t *testing.T) {
-	data, _ := smallBundle(t).Bytes()
+	data, _ := bundletest.Small(t).Bytes()
 	r := tarball.NewReader(bytes.NewReader(data))
 	e, err := r.Next()
 	if err != nil || e.Name != tarball.OCILayoutFile {
@@ -132,7 +113,7 @@ func TestReaderNextWithoutIndex(t *testing.T) {
 }
 
 func TestReaderEntryErrors(t *testing.T) {
-	b := smallBundle(t)
+	b := bundletest.Small(t)
 	layer := b.Entries[len(b.Entries)-1].Name
 	for _, tc := range []struct {
 		entry  bundletest.Entry
@@ -220,7 +201,7 @@ func TestReaderSparse(t *testing.T) {
 }
 
 func TestReaderCorrupt(t *testing.T) {
-	data, offsets := smallBundle(t).Bytes()
+	data, offsets := bundletest.Small(t).Bytes()
 	blob := ""
 	for name, off := range offsets {
 		if strings.HasPrefix(name, tarball.BlobsSHA256Dir) && (blob == "" || off > offsets[blob]) {
@@ -266,35 +247,16 @@ func TestReaderCorrupt(t *testing.T) {
 	}
 }
 
-type failingReader struct {
-	r io.Reader
-	n int
-}
-
-var errDevice = errors.New("input/output error")
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	if f.n <= 0 {
-		return 0, errDevice
-	}
-	if len(p) > f.n {
-		p = p[:f.n]
-	}
-	n, err := f.r.Read(p)
-	f.n -= n
-	return n, err
-}
-
 func TestReaderIOError(t *testing.T) {
-	data, _ := smallBundle(t).Bytes()
+	data, _ := bundletest.Small(t).Bytes()
 	for _, input := range [][]byte{data, gzipped(data)} {
 		for _, at := range []int{0, 10, 700, len(input) / 2, len(input) - 1} {
-			r := tarball.NewReader(&failingReader{r: bytes.NewReader(input), n: at})
+			r := tarball.NewReader(testenv.FailAfter(bytes.NewReader(input), int64(at)))
 			_, _, err := readAll(t, r)
 			if err == nil {
 				_, err = r.Index()
 			}
-			if !errors.Is(err, errDevice) || tarball.IsCorrupt(err) {
+			if !errors.Is(err, testenv.ErrDevice) || tarball.IsCorrupt(err) {
 				t.Errorf("failing at %d: err = %v", at, err)
 			}
 			r.Close()

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bundle-tool/bundle/tarball"
+	"github.com/bundle-tool/bundle/verify/bundletest"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -20,7 +21,7 @@ func (m mapSource) Open(_ context.Context, h v1.Hash) (io.ReadCloser, bool, erro
 // Size is the exact length of what Write writes (create checks the free
 // space against it before downloading).
 func TestSize(t *testing.T) {
-	b := smallBundle(t)
+	b := bundletest.Small(t)
 	src := mapSource{}
 	for _, e := range b.Entries {
 		if hex, ok := strings.CutPrefix(e.Name, "blobs/sha256/"); ok && hex != "" {

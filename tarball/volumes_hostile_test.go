@@ -5,10 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 )
 
@@ -19,27 +18,17 @@ func TestVolumesNotRegular(t *testing.T) {
 	data := randomBytes(3000)
 	for _, tc := range []struct {
 		name  string
-		plant func(t *testing.T, vol string) // replaces volume 2
+		plant func(t testing.TB, vol string) // replaces volume 2
 		want  string                         // in the error; "" reads the volumes
 	}{
-		{"FIFO", func(t *testing.T, vol string) {
-			if err := syscall.Mkfifo(vol, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}, "named pipe"},
-		{"link to /dev/zero", func(t *testing.T, vol string) {
-			if err := os.Symlink("/dev/zero", vol); err != nil {
-				t.Fatal(err)
-			}
-		}, "character device"},
-		{"link to a regular file", func(t *testing.T, vol string) {
+		{"FIFO", testenv.NotRegular()["FIFO"], "named pipe"},
+		{"link to /dev/zero", testenv.NotRegular()["link to /dev/zero"], "character device"},
+		{"link to a regular file", func(t testing.TB, vol string) {
 			p := filepath.Join(t.TempDir(), "elsewhere")
 			if err := os.WriteFile(p, data[1000:2000], 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Symlink(p, vol); err != nil {
-				t.Fatal(err)
-			}
+			testenv.PlantLink(t, p, vol)
 		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,9 +57,7 @@ func TestVolumesNotRegular(t *testing.T) {
 	// volume, so not read as a pipe.
 	t.Run("FIFO as the only volume", func(t *testing.T) {
 		base := filepath.Join(t.TempDir(), "images.tar")
-		if err := syscall.Mkfifo(tarball.VolumeName(base, 1), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testenv.PlantFIFO(t, tarball.VolumeName(base, 1))
 		if _, err := openAndRead(t, base); err == nil || !strings.Contains(err.Error(), "named pipe") {
 			t.Fatalf("opening the volumes: %v; want a named pipe refused", err)
 		}
@@ -79,33 +66,20 @@ func TestVolumesNotRegular(t *testing.T) {
 
 // openAndRead finds and reads the bundle name, failing the test when it
 // has not returned within 20 s (it waits on a FIFO, or reads a device).
-func openAndRead(t *testing.T, name string) ([]byte, error) {
+func openAndRead(t *testing.T, name string) (data []byte, err error) {
 	t.Helper()
-	type result struct {
-		data []byte
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
+	err = testenv.Within(t, "opening "+name, func() error {
 		set, err := tarball.FindVolumes(name)
 		if err != nil {
-			done <- result{nil, err}
-			return
+			return err
 		}
 		r, err := set.Open()
 		if err != nil {
-			done <- result{nil, err}
-			return
+			return err
 		}
 		defer r.Close()
-		data, err := io.ReadAll(io.LimitReader(r, 1<<20))
-		done <- result{data, err}
-	}()
-	select {
-	case res := <-done:
-		return res.data, res.err
-	case <-time.After(20 * time.Second):
-		t.Fatalf("opening %s has not returned after 20 s: it waits on or reads a planted volume", name)
-		return nil, nil
-	}
+		data, err = io.ReadAll(io.LimitReader(r, 1<<20))
+		return err
+	})
+	return data, err
 }

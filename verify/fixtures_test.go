@@ -31,23 +31,12 @@ type fixture struct {
 
 func fixtureBundle(t *testing.T) *bundletest.Bundle {
 	t.Helper()
-	app, err := bundletest.RandomImage(300, 2, "linux/amd64", 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	multi, err := bundletest.RandomIndex(200, 1, 110, "linux/amd64", "linux/arm64/v8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundletest.New(
+	app := bundletest.MustImage(t, 300, 2, "linux/amd64", 100)
+	return bundletest.Must(t,
 		bundletest.Ref{Name: "docker.io/library/app:1", Image: app},
 		bundletest.Ref{Name: "docker.io/library/app:latest", Image: app},
-		bundletest.Ref{Name: "registry.example.com:5000/team/multi:2", Index: multi},
+		bundletest.Ref{Name: "registry.example.com:5000/team/multi:2", Index: bundletest.MustIndex(t, 200, 1, 110, "linux/amd64", "linux/arm64/v8")},
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func fixtures() []fixture {

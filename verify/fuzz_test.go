@@ -15,21 +15,7 @@ import (
 // bundle: whatever the input, nothing panics, nothing fails to read (the
 // input is in memory), and a bundle is intact only without findings.
 func FuzzVerify(f *testing.F) {
-	img, err := bundletest.RandomImage(64, 2, "linux/amd64", 1)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ix, err := bundletest.RandomIndex(32, 1, 2, "linux/amd64", "linux/arm64")
-	if err != nil {
-		f.Fatal(err)
-	}
-	b, err := bundletest.New(
-		bundletest.Ref{Name: "docker.io/library/small:1", Image: img},
-		bundletest.Ref{Name: "docker.io/library/multi:1", Index: ix},
-	)
-	if err != nil {
-		f.Fatal(err)
-	}
+	b := bundletest.Small(f)
 	data, offsets := b.Bytes()
 	f.Add(data)
 	f.Add(data[:offsets[tarball.DockerManifest]+20])

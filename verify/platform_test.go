@@ -12,10 +12,7 @@ import (
 // config's: a load with --platform, and docker, go by bundle.json's. A
 // variant is compared only when both name one.
 func TestVerifyPlatformOfSingleImage(t *testing.T) {
-	img, err := bundletest.RandomImage(128, 1, "linux/arm64/v8", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := bundletest.MustImage(t, 128, 1, "linux/arm64/v8", 3)
 	for _, tc := range []struct {
 		claim string
 		ok    bool
@@ -28,10 +25,7 @@ func TestVerifyPlatformOfSingleImage(t *testing.T) {
 		{"", true}, // no claim
 	} {
 		t.Run(tc.claim, func(t *testing.T) {
-			b, err := bundletest.New(bundletest.Ref{Name: "docker.io/library/arm:1", Image: img})
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := bundletest.Must(t, bundletest.Ref{Name: "docker.io/library/arm:1", Image: img})
 			b.Index.Images[0].Manifests[0].Platform = tc.claim
 			if err := b.SetIndex(); err != nil {
 				t.Fatal(err)

@@ -20,10 +20,7 @@ import (
 func pinnedLie(t *testing.T, ref string) (data []byte, got v1.Hash) {
 	t.Helper()
 	refs := testRefs(t)
-	b, err := bundletest.New(refs[0], bundletest.Ref{Name: ref, Image: refs[0].Image})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bundletest.Must(t, refs[0], bundletest.Ref{Name: ref, Image: refs[0].Image})
 	data, _ = b.Bytes()
 	return data, b.Index.Images[0].Digest
 }

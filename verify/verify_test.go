@@ -3,13 +3,11 @@ package verify_test
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/bundle-tool/bundle/verify/bundletest"
@@ -79,11 +78,7 @@ func testRefs(t testing.TB) []bundletest.Ref {
 
 func newBundle(t testing.TB) *bundletest.Bundle {
 	t.Helper()
-	b, err := bundletest.New(testRefs(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return bundletest.Must(t, testRefs(t)...)
 }
 
 // run verifies data as a stream, and again with Options.ReaderAt (blobs
@@ -473,10 +468,7 @@ func TestVerifyMismatches(t *testing.T) {
 
 // TestVerifyConfigs covers checks that need images made for them.
 func TestVerifyConfigs(t *testing.T) {
-	base, err := bundletest.RandomImage(1024, 2, "linux/amd64", 30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := bundletest.MustImage(t, 1024, 2, "linux/amd64", 30)
 	cf, _ := base.ConfigFile()
 	t.Run("diff_ids count", func(t *testing.T) {
 		c := cf.DeepCopy()
@@ -485,10 +477,7 @@ func TestVerifyConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := bundletest.New(bundletest.Ref{Name: "docker.io/x/y:1", Image: img})
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := bundletest.Must(t, bundletest.Ref{Name: "docker.io/x/y:1", Image: img})
 		data, _ := b.Bytes()
 		f := want(t, run(t, data, verify.Options{}), verify.CodeDiffID, tarball.BlobPath(b.Index.Images[0].Manifests[0].Config), "docker.io/x/y:1")
 		if !strings.Contains(f.Problem, "3 diff_ids for the 2 layers") {
@@ -502,10 +491,7 @@ func TestVerifyConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := bundletest.New(bundletest.Ref{Name: "docker.io/x/y:1", Image: img})
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := bundletest.Must(t, bundletest.Ref{Name: "docker.io/x/y:1", Image: img})
 		data, _ := b.Bytes()
 		f := want(t, run(t, data, verify.Options{}), verify.CodeInvalid, tarball.BlobPath(b.Index.Images[0].Manifests[0].Config), "docker.io/x/y:1")
 		if !strings.Contains(f.Problem, "over the limit") {
@@ -530,10 +516,7 @@ func TestVerifyDeepDiffID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := bundletest.New(bundletest.Ref{Name: "docker.io/x/deep:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bundletest.Must(t, bundletest.Ref{Name: "docker.io/x/deep:1", Image: img})
 	data, _ := b.Bytes()
 	mustDeep(t, run(t, data, verify.Options{}))
 	rep := run(t, data, verify.Options{Deep: true})
@@ -547,46 +530,27 @@ func TestVerifyDeepDiffID(t *testing.T) {
 
 func TestVerifyGzipBomb(t *testing.T) {
 	// 256 MiB of zeros compress about 1029:1 with deflate at its best.
-	const size = 256 << 20
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	h := sha256.New()
-	tw := tar.NewWriter(io.MultiWriter(zw, h))
-	tw.WriteHeader(&tar.Header{Name: "zeros", Mode: 0o644, Size: size, Typeflag: tar.TypeReg})
-	io.CopyN(tw, zeroReader{}, size)
-	tw.Close()
-	zw.Close()
-	diffID := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
-	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: bundletest.GzipLayer(gz.Bytes(), diffID)})
+	gz, diffID := bundletest.ZeroTarGz(t, 256<<20)
+	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: bundletest.GzipLayer(gz, diffID)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := bundletest.New(bundletest.Ref{Name: "docker.io/x/bomb:1", Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := bundletest.Must(t, bundletest.Ref{Name: "docker.io/x/bomb:1", Image: img})
 	data, _ := b.Bytes()
 	mustDeep(t, run(t, data, verify.Options{}))
 	rep := run(t, data, verify.Options{Deep: true})
-	f := want(t, rep, verify.CodeLayer, tarball.BlobPath(sum(gz.Bytes())), "docker.io/x/bomb:1")
+	f := want(t, rep, verify.CodeLayer, tarball.BlobPath(sum(gz)), "docker.io/x/bomb:1")
 	// Each of these decompresses 256 MiB: once, as a stream, is enough.
 	if !strings.Contains(f.Problem, "decompression bomb") {
 		t.Errorf("finding: %s", f)
 	}
-	t.Logf("%d bytes compressed: %s", gz.Len(), f)
+	t.Logf("%d bytes compressed: %s", len(gz), f)
 	// A higher limit lets it through; a lower absolute cap stops it too.
 	mustDeep(t, runOne(t, data, verify.Options{Deep: true, MaxRatio: 2000}))
 	rep = runOne(t, data, verify.Options{Deep: true, MaxRatio: 2000, MaxLayerSize: 100 << 20})
 	if f := want(t, rep, verify.CodeLayer, "", ""); !strings.Contains(f.Problem, "over the limit for one layer") {
 		t.Errorf("finding: %s", f)
 	}
-}
-
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 func TestVerifyHostile(t *testing.T) {
@@ -722,26 +686,6 @@ func TestVerifyNotBundle(t *testing.T) {
 	}
 }
 
-// failingReader fails after n bytes, like a USB stick with a bad sector.
-type failingReader struct {
-	r io.Reader
-	n int
-}
-
-var errDevice = errors.New("input/output error")
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	if f.n <= 0 {
-		return 0, errDevice
-	}
-	if len(p) > f.n {
-		p = p[:f.n]
-	}
-	n, err := f.r.Read(p)
-	f.n -= n
-	return n, err
-}
-
 // noLeak fails the test if goroutines started during it are still running.
 func noLeak(t *testing.T) {
 	t.Helper()
@@ -763,8 +707,8 @@ func TestVerifyReadError(t *testing.T) {
 	data, offsets := newBundle(t).Bytes()
 	for _, at := range []int64{0, 100, offsets[names(newBundle(t)).layer] + 10, int64(len(data)) - 10} {
 		for _, deep := range []bool{false, true} {
-			rep, err := verify.Verify(context.Background(), &failingReader{r: bytes.NewReader(data), n: int(at)}, verify.Options{Deep: deep, FileSHA256: sum(data)})
-			if !errors.Is(err, errDevice) || tarball.IsCorrupt(err) {
+			rep, err := verify.Verify(context.Background(), testenv.FailAfter(bytes.NewReader(data), int64(at)), verify.Options{Deep: deep, FileSHA256: sum(data)})
+			if !errors.Is(err, testenv.ErrDevice) || tarball.IsCorrupt(err) {
 				t.Errorf("at %d: err = %v", at, err)
 			}
 			if rep == nil || rep.Intact {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	"github.com/bundle-tool/bundle/verify/bundletest"
@@ -135,10 +136,8 @@ func TestSplitVolumes(t *testing.T) {
 	t.Run("a damaged volume", func(t *testing.T) {
 		base := splitBundle(t, data, size)
 		name := tarball.VolumeName(base, layerVol)
-		vol, _ := os.ReadFile(name)
 		at := offsets[layerName] - int64(layerVol-1)*size
-		vol[at] ^= 0xff
-		os.WriteFile(name, vol, 0o644)
+		testenv.FlipByte(t, name, at)
 		rep := verifySplit(t, base, true)
 		sum := want(t, rep, verify.CodeChecksum, filepath.Base(name), "")
 		if !strings.Contains(sum.Problem, "volume "+strconv.Itoa(layerVol)) {

@@ -5,11 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bundle-tool/bundle/internal/safefs"
+	"github.com/bundle-tool/bundle/internal/testenv"
 )
 
 func noTemps(t *testing.T, dir string) {
@@ -82,9 +82,7 @@ func TestWriteFileIn(t *testing.T) {
 
 	// A directory that is a link out of root is not written through.
 	outside := t.TempDir()
-	if err := os.Symlink(outside, filepath.Join(dir, "out")); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PlantLink(t, outside, filepath.Join(dir, "out"))
 	err = WriteFileIn(root, "out/f", []byte("x"), 0o644)
 	var ee *safefs.EscapeError
 	if !errors.As(err, &ee) {
@@ -179,9 +177,7 @@ func TestLockRefusesLinkAndFIFO(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target")
 	link := filepath.Join(dir, "link")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PlantLink(t, target, link)
 	var nr *safefs.NotRegularError
 	if f, err := Lock(link); !errors.As(err, &nr) {
 		if f != nil {
@@ -193,9 +189,7 @@ func TestLockRefusesLinkAndFIFO(t *testing.T) {
 		t.Errorf("the link was followed: %s exists", target)
 	}
 	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PlantFIFO(t, fifo)
 	done := make(chan error, 1)
 	go func() {
 		f, err := Lock(fifo)

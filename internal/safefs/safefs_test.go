@@ -5,9 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bundle-tool/bundle/internal/testenv"
 )
 
 // Each opener refuses what it must, at once, and reads what it may.
@@ -17,13 +18,9 @@ func TestOpeners(t *testing.T) {
 	if err := os.WriteFile(p("file"), []byte("0123456789"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mkfifo(p("fifo"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PlantFIFO(t, p("fifo"))
 	for _, l := range [][2]string{{"/dev/zero", "zero"}, {"file", "inner"}, {"../", "up"}, {"/etc/hostname", "out"}} {
-		if err := os.Symlink(l[0], p(l[1])); err != nil {
-			t.Fatal(err)
-		}
+		testenv.PlantLink(t, l[0], p(l[1]))
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {

@@ -21,6 +21,10 @@
 //     base layer, a multi-arch index, an OCI-media-type image, a runnable image
 //     and a digest-pinned reference. Every digest it reports is read back from
 //     the registry.
+//   - SharedRegistry / SharedSeeded / SharedDockerd: one registry (seeded once,
+//     on demand) and one dockerd per test binary, started on first use and
+//     stopped by Run, which the package's TestMain calls; SharedDir and Unique
+//     for what the tests of one binary share.
 //
 // The testing.TB variants register a t.Cleanup that stops the process; the
 // *Process variants are for TestMain and for programs, and their caller calls

@@ -608,10 +608,7 @@ func (x *exchange) cut(reset bool) {
 	if err != nil {
 		panic(http.ErrAbortHandler) // the server closes the connection
 	}
-	if tc, ok := conn.(*net.TCPConn); ok && reset {
-		_ = tc.SetLinger(0)
-	}
-	_ = conn.Close()
+	closeConn(conn, reset)
 }
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
@@ -787,7 +784,7 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		x.cut(f.Mode == FaultReset)
 	case FaultCorrupt:
-		_ = x.copy(&flipper{r: body, at: at})
+		_ = x.copy(FlipReader(body, at, 64<<10)) // and every 64 KiB after
 	case FaultSlow:
 		p.trickle(r.Context(), x, body, f, at)
 	case FaultDrip:
@@ -946,24 +943,6 @@ func (c repeatByte) Read(b []byte) (int, error) {
 		b[i] = byte(c)
 	}
 	return len(b), nil
-}
-
-// flipper flips the byte at offset at and every 64 KiB after it.
-type flipper struct {
-	r   io.Reader
-	at  int64
-	off int64
-}
-
-func (f *flipper) Read(b []byte) (int, error) {
-	n, err := f.r.Read(b)
-	for i := range n {
-		if o := f.off + int64(i); o >= f.at && (o-f.at)%(64<<10) == 0 {
-			b[i] ^= 0xff
-		}
-	}
-	f.off += int64(n)
-	return n, err
 }
 
 // forward sends r to the upstream and returns its response.

@@ -56,6 +56,11 @@ func RandomImage(size, n int64, platform string, seed int64) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return WithPlatform(img, platform)
+}
+
+// WithPlatform returns img with its config naming platform ("linux/amd64").
+func WithPlatform(img v1.Image, platform string) (v1.Image, error) {
 	p, err := v1.ParsePlatform(platform)
 	if err != nil {
 		return nil, err
