@@ -21,7 +21,8 @@ func init() {
 		Description: `Reads the bundle once, from start to end (a USB stick or a pipe is never
 seeked), and checks every blob's sha256 and size against its name and bundle.json,
 that every blob bundle.json, index.json, manifest.json and the manifests reference is
-there and no other, that manifests, indexes and configs agree with bundle.json, and
+there and no other, that oci-layout, index.json and manifest.json have the sha256
+bundle.json lists for them, that manifests, indexes and configs agree with bundle.json, and
 that no entry is unsafe (absolute or .. paths, links, devices, duplicates). When
 images.tar.sha256 is beside the file, the whole file's sha256 is checked too.
 Nothing is written anywhere.
@@ -110,6 +111,9 @@ func runVerify(c *cli.Context) error {
 			fmt.Fprintln(stdout, f.String())
 		}
 		printExternal(stdout, rep)
+		if rep.NoMetadata && rep.Complete {
+			fmt.Fprintln(stdout, "note: bundle.json lists no metadata (a bundle made before it did): oci-layout, index.json and manifest.json are checked against its images, not by their sha256")
+		}
 		fmt.Fprintln(stdout, verdict(res.Name, rep, time.Since(start), sumNote(res)))
 	}
 	if rep.Intact {

@@ -419,6 +419,9 @@ func (r *Reader) Next() (*Entry, error) {
 	if hdr.Size > limit {
 		return nil, &EntryError{Name: name, Reason: fmt.Sprintf("%d bytes is over the limit of %d", hdr.Size, limit)}
 	}
+	if _, listed := r.index.Metadata[name]; r.index.Metadata != nil && !listed {
+		return nil, &EntryError{Name: name, Reason: "not listed in bundle.json's metadata"}
+	}
 	e.Kind = KindFile
 	return e, nil
 }

@@ -27,8 +27,11 @@ type Plan struct {
 }
 
 // NewPlan derives index.json, manifest.json and the blob order from
-// bundle.json. dockerPlatform picks the manifest that manifest.json lists
-// for a multi-platform reference ("" means each image's first manifest).
+// bundle.json, and sets idx.Metadata to the sums of oci-layout,
+// index.json and manifest.json (replacing what it held: they derive from
+// the rest of bundle.json). dockerPlatform picks the manifest that
+// manifest.json lists for a multi-platform reference ("" means each
+// image's first manifest).
 func NewPlan(idx *Index, dockerPlatform string) (*Plan, error) {
 	l := &Plan{Index: idx}
 
@@ -99,6 +102,11 @@ func NewPlan(idx *Index, dockerPlatform string) (*Plan, error) {
 	}
 	if len(l.DockerManifest) > MaxDockerManifestSize {
 		return nil, fmt.Errorf("manifest.json would be %d bytes, over docker's %d-byte limit: split the images over several bundles", len(l.DockerManifest), MaxDockerManifestSize)
+	}
+	idx.Metadata = map[string]EntrySum{
+		OCILayoutFile:  SumOf([]byte(OCILayoutContent)),
+		OCIIndexFile:   SumOf(l.OCIIndex),
+		DockerManifest: SumOf(l.DockerManifest),
 	}
 
 	// Blobs children-first, each once, in the order images list them.

@@ -216,12 +216,9 @@ func New(refs ...Ref) (*Bundle, error) {
 }
 
 // rebuildFixed (re)writes bundle.json, oci-layout, index.json and
-// manifest.json from b.Index, as the first four entries.
+// manifest.json from b.Index, as the first four entries; bundle.json's
+// metadata lists the other three, as create writes it.
 func (b *Bundle) rebuildFixed() error {
-	idxJSON, err := json.MarshalIndent(b.Index, "", "  ")
-	if err != nil {
-		return err
-	}
 	oci := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
 	type key struct{ cfg, layers string }
 	var entries []tarball.DockerManifestEntry
@@ -260,6 +257,15 @@ func (b *Bundle) rebuildFixed() error {
 	if err != nil {
 		return err
 	}
+	b.Index.Metadata = map[string]tarball.EntrySum{
+		tarball.OCILayoutFile:  tarball.SumOf([]byte(tarball.OCILayoutContent)),
+		tarball.OCIIndexFile:   tarball.SumOf(ociJSON),
+		tarball.DockerManifest: tarball.SumOf(dmJSON),
+	}
+	idxJSON, err := json.MarshalIndent(b.Index, "", "  ")
+	if err != nil {
+		return err
+	}
 	fixed := []Entry{
 		{Name: tarball.IndexFile, Data: append(idxJSON, '\n')},
 		{Name: tarball.OCILayoutFile, Data: []byte(tarball.OCILayoutContent)},
@@ -285,6 +291,30 @@ func (b *Bundle) SetIndex() error {
 	}
 	b.Entries[b.Find(tarball.IndexFile)].Data = append(idxJSON, '\n')
 	return nil
+}
+
+// SetEntry replaces the content of the fixed entry name (oci-layout,
+// index.json, manifest.json, repositories: added after manifest.json when
+// missing) and lists its new sum in bundle.json's metadata, as a bundle
+// made that way would have it. A legacy bundle (no metadata) stays so.
+func (b *Bundle) SetEntry(name string, data []byte) error {
+	if i := b.Find(name); i >= 0 {
+		b.Entries[i].Data = data
+	} else {
+		i = b.Find(tarball.DockerManifest) + 1
+		b.Entries = append(b.Entries[:i], append([]Entry{{Name: name, Data: data}}, b.Entries[i:]...)...)
+	}
+	if b.Index.Metadata != nil {
+		b.Index.Metadata[name] = tarball.SumOf(data)
+	}
+	return b.SetIndex()
+}
+
+// Legacy drops bundle.json's metadata: the bundle is then as a bundle
+// made before metadata existed.
+func (b *Bundle) Legacy() error {
+	b.Index.Metadata = nil
+	return b.SetIndex()
 }
 
 // Find returns the position of the entry named name, or -1.
