@@ -9,6 +9,7 @@ import (
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/internal/space"
+	"github.com/bundle-tool/bundle/sign"
 	"github.com/urfave/cli/v2"
 )
 
@@ -21,7 +22,9 @@ func init() {
 registry, downloads every blob into a verified cache, and writes one tar that
 'docker load -i' accepts as it is, with bundle.json (digest index and blob index)
 first. The file is written to a temp file beside the output and renamed only when
-complete; images.tar.sha256 is written beside it.
+complete; images.tar.sha256 is written beside it. With --sign-key, bundle.json is
+signed (a Sigstore bundle, as 'cosign sign-blob' makes): the signature is the
+bundle.sigstore.json entry and images.tar.sigstore.json beside the file.
 
 Examples:
    bundle create -f images.yaml -o images.tar
@@ -31,6 +34,7 @@ Examples:
    bundle create -f images.yaml -o images.tar --quiet --json   # cron
    bundle create -f images.yaml -o images.tar --split 4G       # images.tar.001, .002, … (FAT32)
    bundle create -f images.yaml -o images.tar.gz --gzip
+   COSIGN_PASSWORD=… bundle create -f images.yaml -o images.tar --sign-key cosign.key
    bundle create -f images.yaml --base images-monday.tar -o delta.tar   # only new layers
    bundle create -f images.yaml --have have.json -o delta.tar  # have.json: bundle inventory`,
 		Flags: append([]cli.Flag{
@@ -49,6 +53,7 @@ Examples:
 			&cli.BoolFlag{Name: "no-space-check", Usage: "skip the check, before downloading, that the cache's and the output's disks have room (for filesystems whose free space statfs misreports)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON summary on stdout"},
+			signKeyFlag, // cmd_sign.go
 		}, createVolumeFlags...), // cmd_create_volumes.go
 		Action: runCreate,
 	})
@@ -71,6 +76,8 @@ func runCreate(c *cli.Context) error {
 		StallTimeout:   c.Duration("stall-timeout"),
 		Creator:        "bundle " + version,
 		NoSpaceCheck:   c.Bool("no-space-check"),
+		SignKey:        c.String("sign-key"),
+		Password:       cosignPassword(c), // cmd_sign.go
 	}
 	if opts.Output == "-" && c.Bool("json") {
 		return usagef("--json and -o - both write to stdout; choose one")
@@ -106,6 +113,10 @@ func runCreate(c *cli.Context) error {
 	res, err := bundle.Create(c.Context, opts)
 	ui.finish()
 	var se *space.Error
+	var ke *sign.KeyError
+	if errors.As(err, &ke) {
+		return keyHint(err)
+	}
 	if errors.As(err, &se) {
 		return withHint(err, "free some space, or choose another -o or --cache (--no-space-check skips this check)")
 	}
@@ -131,6 +142,11 @@ func runCreate(c *cli.Context) error {
 	}
 	for _, line := range createVolumeSummary(res) {
 		ui.printf("%s\n", line)
+	}
+	if s := res.Signature; s != nil && s.File != "" {
+		ui.printf("signed with key %s: %s\n", s.KeyID, s.File)
+	} else if s != nil {
+		ui.printf("signed with key %s\n", s.KeyID)
 	}
 	return nil
 }

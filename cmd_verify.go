@@ -35,6 +35,12 @@ the volume and the offset in it. A gzip-compressed bundle (create --gzip) is rea
 as it is. A delta bundle (create --base/--have) verifies what it carries and lists
 the external blobs the target must already hold; they are not a problem.
 
+A signed bundle (create --sign-key) carries its signature as bundle.sigstore.json
+and beside the file as images.tar.sigstore.json: verify says by which key id it is
+signed, and checks that the signature is over this bundle.json. With --key cosign.pub
+(repeatable; any one suffices) the signature must verify with one of the keys, and an
+unsigned bundle is refused (exit 3).
+
 --deep also decompresses every layer and checks its diffID against the config and
 bundle.json (a layer decompressing to more than --max-ratio times its size is
 refused as a decompression bomb).
@@ -46,6 +52,7 @@ could not be read.
 Examples:
    bundle verify -i images.tar
    bundle verify -i images.tar --deep
+   bundle verify -i images.tar --key cosign.pub
    bundle verify -i images.tar.001                    # a split bundle: all its volumes
    ssh gateway cat images.tar | bundle verify -i -
    bundle verify -i images.tar --quiet --json > report.json   # cron`,
@@ -55,6 +62,7 @@ Examples:
 			&cli.Int64Flag{Name: "max-ratio", Usage: "with --deep, refuse a layer that decompresses to more than this many times its size", Value: verify.DefaultMaxRatio},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as one JSON object on stdout"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors; the exit code tells"},
+			keyFlag, // cmd_sign.go
 		},
 		Action: runVerify,
 	})
@@ -92,6 +100,7 @@ func runVerify(c *cli.Context) error {
 	res, err := bundle.Verify(c.Context, bundle.VerifyOptions{
 		Input: c.String("input"), MoreInputs: more, Stdin: c.App.Reader,
 		Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio"), Progress: ui,
+		Keys: c.StringSlice("key"),
 	})
 	ui.finish()
 	if err != nil {
@@ -111,6 +120,9 @@ func runVerify(c *cli.Context) error {
 			fmt.Fprintln(stdout, f.String())
 		}
 		printExternal(stdout, rep)
+		if line := signatureLine(rep); line != "" { // cmd_sign.go
+			fmt.Fprintln(stdout, line)
+		}
 		if rep.NoMetadata && rep.Complete {
 			fmt.Fprintln(stdout, "note: bundle.json lists no metadata (a bundle made before it did): oci-layout, index.json and manifest.json are checked against its images, not by their sha256")
 		}
@@ -128,6 +140,11 @@ func runVerify(c *cli.Context) error {
 	for _, f := range rep.Findings {
 		if f.Code == verify.CodeEntry {
 			hint = "do not load it: it holds entries that 'bundle create' never writes"
+		}
+	}
+	for _, f := range rep.Findings {
+		if f.Code == verify.CodeSignature {
+			hint = "do not load it: its signature does not prove it comes from the holder of the key; get a bundle signed with it"
 		}
 	}
 	if h := volumeHint(res); h != "" {

@@ -14,6 +14,7 @@ const SchemaVersion = 1
 // Entry names of the fixed part of a bundle, in the order they are written.
 const (
 	IndexFile        = "bundle.json"
+	SignatureFile    = "bundle.sigstore.json" // optional, right after bundle.json
 	OCILayoutFile    = "oci-layout"
 	OCIIndexFile     = "index.json"
 	DockerManifest   = "manifest.json"
@@ -60,8 +61,10 @@ func SumOf(data []byte) EntrySum {
 }
 
 // IsFixedFile reports whether name is a fixed entry that metadata may
-// list: oci-layout, index.json, manifest.json or repositories.
-func IsFixedFile(name string) bool { return fileLimit(name) != 0 }
+// list: oci-layout, index.json, manifest.json or repositories (not
+// bundle.sigstore.json, which signs bundle.json and so cannot be listed in
+// it).
+func IsFixedFile(name string) bool { return name != SignatureFile && fileLimit(name) != 0 }
 
 // Source names the manifest file a bundle was made from.
 type Source struct {

@@ -537,6 +537,10 @@ func (v *verifier) metadataChecks() {
 	sort.Strings(names)
 	for _, name := range names {
 		want := md[name]
+		if name == tarball.SignatureFile {
+			v.add(Finding{Code: CodeIndex, Entry: tarball.IndexFile, Problem: "metadata lists bundle.sigstore.json, which signs bundle.json and so cannot be listed in it"})
+			continue
+		}
 		if !tarball.IsFixedFile(name) {
 			v.add(Finding{Code: CodeIndex, Entry: tarball.IndexFile, Problem: fmt.Sprintf("metadata lists %q, which is not an entry a bundle may hold", name)})
 			continue

@@ -6,9 +6,14 @@ package bundletest
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math/rand"
@@ -18,6 +23,7 @@ import (
 
 	"github.com/bundle-tool/bundle/internal/digestio"
 	"github.com/bundle-tool/bundle/manifests"
+	"github.com/bundle-tool/bundle/sign"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -308,6 +314,39 @@ func (b *Bundle) SetEntry(name string, data []byte) error {
 		b.Index.Metadata[name] = tarball.SumOf(data)
 	}
 	return b.SetIndex()
+}
+
+// Sign signs bundle.json's bytes as they are now with k and puts the
+// signature as bundle.sigstore.json right after it (replacing one there);
+// it returns the signature, which is also what create writes beside the
+// bundle.
+func (b *Bundle) Sign(k *sign.PrivateKey) ([]byte, error) {
+	sig, err := k.Sign(b.Entries[b.Find(tarball.IndexFile)].Data)
+	if err != nil {
+		return nil, err
+	}
+	b.Remove(tarball.SignatureFile)
+	i := b.Find(tarball.IndexFile) + 1
+	b.Entries = append(b.Entries[:i], append([]Entry{{Name: tarball.SignatureFile, Data: sig}}, b.Entries[i:]...)...)
+	return sig, nil
+}
+
+// PrivatePEM returns a new ECDSA P-256 private key as PKCS#8 PEM and its
+// public key as PKIX PEM, for tests that write key files.
+func PrivatePEM() (priv, pub []byte, err error) {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(ec)
+	if err != nil {
+		return nil, nil, err
+	}
+	pd, err := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pd}), nil
 }
 
 // Legacy drops bundle.json's metadata: the bundle is then as a bundle
