@@ -86,7 +86,7 @@ func TestSignedBundleRefusals(t *testing.T) {
 		{"unsigned", func(t *testing.T) ([]byte, []byte) { b, _ := signedBundle(t, nil, 1); d, _ := b.Bytes(); return d, nil },
 			[]string{pub}, "the bundle is not signed"},
 		{"signed by another key", func(t *testing.T) ([]byte, []byte) { b, s := signedBundle(t, key, 1); d, _ := b.Bytes(); return d, s },
-			[]string{otherPub}, "no signature verifies with the key"},
+			[]string{otherPub}, "bundle.sigstore.json: does not verify with the key"},
 		{"bundle.json changed after signing", func(t *testing.T) ([]byte, []byte) {
 			b, s := signedBundle(t, key, 1)
 			b.Index.Images[0].FetchedFrom = "evil.example.com/app:1"

@@ -110,6 +110,14 @@ func (v *verifier) signatureChecks() {
 				if !rep.Verified {
 					rep.Verified, rep.KeyID = true, k.ID()
 				}
+			} else {
+				// Every signature found must be by a key given: one
+				// that is not is another signer's, or of another
+				// bundle.json (cosign's older format does not say
+				// which), or altered.
+				v.add(Finding{Code: CodeSignature, Entry: src.name, Problem: fmt.Sprintf("does not verify with %s %s: signed by another key, or over another bundle.json, or altered",
+					plural(len(keys), "the key", "any of the keys"), keyIDs(keys))})
+				explained = true
 			}
 		}
 		rep.Signatures = append(rep.Signatures, found)
@@ -129,14 +137,15 @@ func (v *verifier) signatureChecks() {
 		rep.Verified, rep.KeyID = false, ""
 	case len(sources) == 0:
 		v.add(Finding{Code: CodeSignature, Problem: fmt.Sprintf("the bundle is not signed: it has no %s entry and no %s beside it", tarball.SignatureFile, sidecar)})
-	case !rep.Verified && !explained:
-		ids := make([]string, len(keys))
-		for i, k := range keys {
-			ids[i] = k.ID()
-		}
-		v.add(Finding{Code: CodeSignature, Problem: fmt.Sprintf("no signature verifies with %s %s: signed by another key, or altered",
-			plural(len(keys), "the key", "any of the keys"), strings.Join(ids, ", "))})
 	}
+}
+
+func keyIDs(keys []*sign.PublicKey) string {
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID()
+	}
+	return strings.Join(ids, ", ")
 }
 
 // hasIndexMetadata reports whether bundle.json lists its fixed entries.

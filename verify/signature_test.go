@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"strings"
 	"testing"
 
@@ -63,7 +64,7 @@ func TestVerifySignature(t *testing.T) {
 		{name: "signed, one of two keys", make: func(t *testing.T) ([]byte, []byte) { b, s := signed(t); d, _ := b.Bytes(); return d, s },
 			keys: both, keyID: key.Public().ID(), hints: 2},
 		{name: "signed by another key", make: func(t *testing.T) ([]byte, []byte) { b, _ := signed(t); d, _ := b.Bytes(); return d, nil },
-			keys: []*sign.PublicKey{other.Public()}, problem: "no signature verifies with the key " + other.Public().ID(), hints: 1},
+			keys: []*sign.PublicKey{other.Public()}, problem: "bundle.sigstore.json: does not verify with the key " + other.Public().ID(), hints: 1},
 		{name: "bundle.json changed after signing", make: func(t *testing.T) ([]byte, []byte) {
 			b, _ := signed(t)
 			b.Index.Images[0].FetchedFrom = "evil.example.com/app:1"
@@ -102,6 +103,18 @@ func TestVerifySignature(t *testing.T) {
 			d, _ := b.Bytes()
 			return d, s
 		}, keys: both, keyID: key.Public().ID(), hints: 1},
+		{name: "sidecar by another key, keys", make: func(t *testing.T) ([]byte, []byte) {
+			b, _ := signed(t)
+			d, _ := b.Bytes()
+			s, _ := other.Sign(b.Entries[b.Find(tarball.IndexFile)].Data)
+			return d, s
+		}, keys: []*sign.PublicKey{key.Public()}, problem: "does not verify with the key " + key.Public().ID(), entry: "images.tar.sigstore.json", hints: 2},
+		{name: "cosign's older format over another bundle.json, keys", make: func(t *testing.T) ([]byte, []byte) {
+			b, _ := signed(t)
+			d, _ := b.Bytes()
+			s, _ := sign.ParseSignature(otherBundle(t))
+			return d, []byte(`{"base64Signature":"` + base64.StdEncoding.EncodeToString(s.Sig) + `"}`)
+		}, keys: both, problem: "does not verify with any of the keys", entry: "images.tar.sigstore.json", hints: 2},
 		{name: "sidecar not a signature", make: func(t *testing.T) ([]byte, []byte) { b, _ := signed(t); d, _ := b.Bytes(); return d, []byte("{}") },
 			keys: both, problem: "no mediaType", entry: "images.tar.sigstore.json", hints: 2},
 		{name: "legacy bundle signed, keys", make: func(t *testing.T) ([]byte, []byte) {
