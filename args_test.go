@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 )
 
@@ -36,7 +37,7 @@ func TestInterspersed(t *testing.T) {
 // prints a result object.
 func TestCreateRefsAsArguments(t *testing.T) {
 	testenv.Acceptance(t)
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	multi := seeded.Find(t, testenv.ImageMulti)
 	appA := seeded.Find(t, testenv.ImageAppA)
 	appB := seeded.Find(t, testenv.ImageAppB)
@@ -77,7 +78,7 @@ func TestCreateRefsAsArguments(t *testing.T) {
 
 	// --json prints a result on failure too.
 	stdout, _, code = bundleCLI(t, "create", "-q", "--json", "-o", filepath.Join(dir, "fail.tar"), "--retries", "1", appA.Repository()+":no-such-tag", "--cache", cache)
-	r := parseResult(t, stdout)
+	r := jsonResult[bundle.CreateResult](t, stdout)
 	if code != 1 || !strings.Contains(r.Error, "no-such-tag") || r.Output == "" {
 		t.Errorf("--json of a failed run: exit %d, %+v", code, r)
 	}
@@ -88,7 +89,7 @@ func TestCreateRefsAsArguments(t *testing.T) {
 func TestCreateRefusesTerminal(t *testing.T) {
 	testenv.Acceptance(t)
 	testenv.Require(t, "script")
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	appA := seeded.Find(t, testenv.ImageAppA)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "typescript")

@@ -8,6 +8,7 @@ import (
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/internal/space"
 	"github.com/bundle-tool/bundle/manifests"
+	"github.com/bundle-tool/bundle/sign"
 	"github.com/urfave/cli/v2"
 )
 
@@ -21,7 +22,9 @@ arguments, resolves every reference on its
 registry, downloads every blob into a verified cache, and writes one tar that
 'docker load -i' accepts as it is, with bundle.json (digest index and blob index)
 first. The file is written to a temp file beside the output and renamed only when
-complete; images.tar.sha256 is written beside it.
+complete; images.tar.sha256 is written beside it. With --sign-key, bundle.json is
+signed (a Sigstore bundle, as 'cosign sign-blob' makes): the signature is the
+bundle.sigstore.json entry and images.tar.sigstore.json beside the file.
 
 Examples:
    bundle create -f images.yaml -o images.tar
@@ -33,6 +36,7 @@ Examples:
    bundle create -f images.yaml -o images.tar --quiet --json   # cron
    bundle create -f images.yaml -o images.tar --split 4G       # images.tar.001, .002, … (FAT32)
    bundle create -f images.yaml -o images.tar.gz --gzip
+   COSIGN_PASSWORD=… bundle create -f images.yaml -o images.tar --sign-key cosign.key
    bundle create -f images.yaml --base images-monday.tar -o delta.tar   # only new layers
    bundle create -f images.yaml --have have.json -o delta.tar  # have.json: bundle inventory`,
 		Flags: flagList(
@@ -54,7 +58,8 @@ Examples:
 				&cli.BoolFlag{Name: "no-space-check", Usage: "skip the check, before downloading, that the cache's and the output's disks have room (for filesystems whose free space statfs misreports)"},
 			},
 			outputFlags(quietUsage, "print one JSON summary on stdout"),
-			createVolumeFlags, // cmd_create_volumes.go
+			[]cli.Flag{signKeyFlag}, // cmd_sign.go
+			createVolumeFlags,       // cmd_create_volumes.go
 		),
 		Action: action(readCreateOptions, runCreate),
 	})
@@ -95,6 +100,8 @@ func readCreateOptions(c *cli.Context) (createOptions, error) {
 		DockerPlatform: c.String("docker-platform"),
 		Creator:        "bundle " + version,
 		NoSpaceCheck:   c.Bool("no-space-check"),
+		SignKey:        c.String("sign-key"),
+		Password:       cosignPassword(c), // cmd_sign.go
 	}}
 	opts := &o.create
 	if opts.Output == "-" && o.out.json {
@@ -135,6 +142,10 @@ func runCreate(ctx context.Context, o createOptions, std stdio) error {
 	res, err := bundle.Create(ctx, opts)
 	ui.finish()
 	var se *space.Error
+	var ke *sign.KeyError
+	if errors.As(err, &ke) {
+		return keyHint(err)
+	}
 	if errors.As(err, &se) {
 		err = withHint(err, "free some space, or choose another -o or --cache (--no-space-check skips this check)")
 	}
@@ -167,6 +178,11 @@ func runCreate(ctx context.Context, o createOptions, std stdio) error {
 	}
 	for _, line := range createVolumeSummary(res) {
 		ui.printf("%s\n", line)
+	}
+	if s := res.Signature; s != nil && s.File != "" {
+		ui.printf("signed with key %s: %s\n", s.KeyID, s.File)
+	} else if s != nil {
+		ui.printf("signed with key %s\n", s.KeyID)
 	}
 	return nil
 }

@@ -60,6 +60,11 @@ each file; if any is missing, nothing is loaded and each is listed. A docker dae
 is refused a delta's images that need external layers: docker load takes only
 whole images.
 
+--key cosign.pub (repeatable; any one suffices) also requires that bundle.json is
+signed by one of the keys (the bundle.sigstore.json entry, or images.tar.sigstore.json
+beside the file): an unsigned bundle, another signer, or a bundle.json changed after
+signing loads nothing (exit 3).
+
 --dry-run verifies, then says on stdout what would be loaded and what is already
 there, writing nothing. Progress goes to stderr (bars on a terminal); --json prints
 one summary object on stdout.
@@ -73,6 +78,7 @@ Examples:
    bundle load -i images.tar
    bundle load -i images.tar --to oci:/var/lib/images
    bundle load -i images.tar --to docker://registry.local:5000/mirror --jobs 8
+   bundle load -i images.tar --key cosign.pub --to docker://registry.local:5000/mirror
    bundle load -i images.tar --to docker://registry.local:5000 --dry-run
    bundle load -i images.tar.001 --to oci:/srv/images            # a split bundle
    bundle load -i delta.tar --to docker://registry.local:5000/mirror
@@ -85,6 +91,7 @@ Examples:
 				&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "verify and say what would be loaded; write nothing"},
 				&cli.StringSliceFlag{Name: "image", Usage: "load only this reference (repeatable; as the bundle lists it, or short: debian:bookworm)"},
 				&cli.StringSliceFlag{Name: "platform", Usage: "load only this platform's manifests (repeatable; os/arch[/variant]); for docker, the platform it gets"},
+				keyFlag, // cmd_sign.go
 				jobsFlag("parallel uploads (registry), blob writes (OCI layout), or twice the load streams (classic docker daemon, at most 4 streams)"),
 			},
 			registryFlags("attempts per request or upload on 429/5xx/connection errors",
@@ -124,6 +131,7 @@ func readLoadOptions(c *cli.Context) (loadOptions, error) {
 		Platforms:  c.StringSlice("platform"),
 		Jobs:       jobs,
 		Access:     readRegistry(c),
+		Keys:       c.StringSlice("key"),
 	}}, nil
 }
 
@@ -274,6 +282,9 @@ func (u *loadUI) Verified(rep *verify.Report) {
 		}
 		u.printf("verified: %d %s, %d %s, %s%s\n", rep.Images, plural(rep.Images, "image", "images"),
 			rep.Blobs, plural(rep.Blobs, "blob", "blobs"), humanBytes(rep.BytesRead), skipped)
+		if line := signatureLine(rep); line != "" { // cmd_sign.go
+			u.printf("%s\n", line)
+		}
 	}
 }
 

@@ -22,7 +22,8 @@ func init() {
 		Description: `Reads the bundle once, from start to end (a USB stick or a pipe is never
 seeked), and checks every blob's sha256 and size against its name and bundle.json,
 that every blob bundle.json, index.json, manifest.json and the manifests reference is
-there and no other, that manifests, indexes and configs agree with bundle.json, and
+there and no other, that oci-layout, index.json and manifest.json have the sha256
+bundle.json lists for them, that manifests, indexes and configs agree with bundle.json, and
 that no entry is unsafe (absolute or .. paths, links, devices, duplicates). When
 images.tar.sha256 is beside the file, the whole file's sha256 is checked too.
 Nothing is written anywhere.
@@ -35,6 +36,12 @@ the volume and the offset in it. A gzip-compressed bundle (create --gzip) is rea
 as it is. A delta bundle (create --base/--have) verifies what it carries and lists
 the external blobs the target must already hold; they are not a problem.
 
+A signed bundle (create --sign-key) carries its signature as bundle.sigstore.json
+and beside the file as images.tar.sigstore.json: verify says by which key id it is
+signed, and checks that the signature is over this bundle.json. With --key cosign.pub
+(repeatable; any one suffices) the signature must verify with one of the keys, and an
+unsigned bundle is refused (exit 3).
+
 --deep also decompresses every layer and checks its diffID against the config and
 bundle.json (a layer decompressing to more than --max-ratio times its size is
 refused as a decompression bomb).
@@ -46,6 +53,7 @@ could not be read.
 Examples:
    bundle verify -i images.tar
    bundle verify -i images.tar --deep
+   bundle verify -i images.tar --key cosign.pub
    bundle verify -i images.tar.001                    # a split bundle: all its volumes
    ssh gateway cat images.tar | bundle verify -i -
    bundle verify -i images.tar --quiet --json > report.json   # cron`,
@@ -53,6 +61,7 @@ Examples:
 			[]cli.Flag{
 				&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "bundle file to verify, or - for stdin", Required: true},
 				&cli.BoolFlag{Name: "deep", Usage: "also decompress every layer and check its diffID"},
+				keyFlag, // cmd_sign.go
 				&cli.Int64Flag{Name: "max-ratio", Usage: "with --deep, refuse a layer that decompresses to more than this many times its size", Value: verify.DefaultMaxRatio},
 			},
 			outputFlags("print nothing but errors; the exit code tells", "print the report as one JSON object on stdout"),
@@ -96,7 +105,7 @@ func readVerifyOptions(c *cli.Context) (verifyOptions, error) {
 	}
 	return verifyOptions{out: readOutput(c), verify: bundle.VerifyOptions{
 		Input: c.String("input"), MoreInputs: more,
-		Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio"),
+		Deep: c.Bool("deep"), MaxRatio: c.Int64("max-ratio"), Keys: c.StringSlice("key"),
 	}}, nil
 }
 
@@ -126,6 +135,12 @@ func runVerify(ctx context.Context, o verifyOptions, std stdio) error {
 			fmt.Fprintln(stdout, f.String())
 		}
 		printExternal(stdout, rep)
+		if line := signatureLine(rep); line != "" { // cmd_sign.go
+			fmt.Fprintln(stdout, line)
+		}
+		if rep.NoMetadata && rep.Complete {
+			fmt.Fprintln(stdout, "note: bundle.json lists no metadata (a bundle made before it did): oci-layout, index.json and manifest.json are checked against its images, not by their sha256")
+		}
 		fmt.Fprintln(stdout, verdict(res.Name, rep, time.Since(start), sumNote(res)))
 	}
 	if rep.Intact {
@@ -140,6 +155,11 @@ func runVerify(ctx context.Context, o verifyOptions, std stdio) error {
 	for _, f := range rep.Findings {
 		if f.Code == verify.CodeEntry {
 			hint = "do not load it: it holds entries that 'bundle create' never writes"
+		}
+	}
+	for _, f := range rep.Findings {
+		if f.Code == verify.CodeSignature {
+			hint = "do not load it: its signature does not prove it comes from the holder of the key; get a bundle signed with it"
 		}
 	}
 	if h := volumeHint(res); h != "" {

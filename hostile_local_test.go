@@ -71,6 +71,23 @@ func TestHostileCommandsNoStackTrace(t *testing.T) {
 		write(p, good)
 		plant(p + ".sha256")
 	}
+	// Signature files beside a bundle, and key files, that are a FIFO, a
+	// link to /dev/zero, a link to the secret.
+	priv, pub, err := bundletest.PrivatePEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(at("cosign.key"), priv)
+	write(at("cosign.pub"), pub)
+	planted := map[string]func(string){
+		"fifo": fifo, "zero": func(p string) { link("/dev/zero", p) }, "secret": func(p string) { link(at("secret"), p) },
+	}
+	for kind, plant := range planted {
+		p := at("sig-" + kind + ".tar")
+		write(p, good)
+		plant(p + ".sigstore.json")
+		plant(at("key-" + kind))
+	}
 	// Inputs of create: a FIFO and a link to /dev/zero.
 	fifo(at("input-fifo"))
 	link("/dev/zero", at("input-zero"))
@@ -121,10 +138,15 @@ func TestHostileCommandsNoStackTrace(t *testing.T) {
 		t.Fatalf("no hostile fixtures in %s: %v", hostileDir, err)
 	}
 	bundles = append(bundles, at("split-fifo.tar"), at("split-zero.tar"), at("split-fifo.tar.001"),
-		at("sum-fifo.tar"), at("sum-zero.tar"), at("sum-secret.tar"))
+		at("sum-fifo.tar"), at("sum-zero.tar"), at("sum-secret.tar"),
+		at("sig-fifo.tar"), at("sig-zero.tar"), at("sig-secret.tar"))
 	for _, in := range bundles {
 		n := filepath.Base(in)
 		add("verify "+n, static("verify", "-i", in))
+		add("verify --key "+n, static("verify", "-i", in, "--key", at("cosign.pub")))
+		add("load --key "+n, func() []string {
+			return []string{"load", "-q", "-i", in, "--key", at("cosign.pub"), "--to", "oci:" + filepath.Join(t.TempDir(), "oci")}
+		})
 		add("verify --deep "+n, static("verify", "--deep", "-i", in))
 		add("list "+n, static("list", "-i", in))
 		add("inventory "+n, static("inventory", "--from", in))
@@ -144,6 +166,16 @@ func TestHostileCommandsNoStackTrace(t *testing.T) {
 			return []string{"load", "-q", "--dry-run", "-i", at("good.tar"), "--to", "oci:" + fresh(name)}
 		})
 		add("inventory of "+name, func() []string { return []string{"inventory", "--from", "oci:" + fresh(name)} })
+	}
+	for kind := range planted {
+		key := at("key-" + kind)
+		add("verify --key planted "+kind, static("verify", "-i", at("good.tar"), "--key", key))
+		add("load --key planted "+kind, func() []string {
+			return []string{"load", "-q", "-i", at("good.tar"), "--key", key, "--to", "oci:" + filepath.Join(t.TempDir(), "oci")}
+		})
+		add("create --sign-key planted "+kind, func() []string {
+			return []string{"create", "-q", "--retries", "1", "-f", at("images.txt"), "-o", filepath.Join(t.TempDir(), "out.tar"), "--sign-key", key}
+		})
 	}
 	for _, in := range []string{"input-fifo", "input-zero"} {
 		p := at(in)

@@ -33,6 +33,7 @@ import (
 	"github.com/bundle-tool/bundle/bundle"
 	"github.com/bundle-tool/bundle/internal/testenv"
 	"github.com/bundle-tool/bundle/load"
+	"github.com/bundle-tool/bundle/sign"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify/bundletest"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -1040,11 +1041,22 @@ func TestHostileLoad(t *testing.T) {
 	targets := []struct{ name, to string }{
 		{"registry", "docker://" + h.reg.Host + "/hostile"},
 		{"oci new", "oci:" + h.ociNew},
+		{"oci new --key", "oci:" + h.ociNew}, // a local target: cheap to run with --key
 		{"oci existing", "oci:" + h.ociOld},
 		{"docker", "docker"},
 	}
 	t.Setenv("DOCKER_HOST", h.d.Host)
 	abs := func(p string) string { a, _ := filepath.Abs(filepath.Join(startDir, p)); return a }
+	// With --key too: the hostile bundle is refused for what it is, not
+	// only for being unsigned.
+	_, pubPEM, err := bundletest.PrivatePEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(files, "cosign.pub")
+	if err := os.WriteFile(pub, pubPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, fx := range hostileFixtures() {
 		t.Run(fx.name, func(t *testing.T) {
 			path := abs(filepath.Join(hostileDir, fx.name))
@@ -1061,6 +1073,10 @@ func TestHostileLoad(t *testing.T) {
 			if code != exitCorrupt || !strings.Contains(stderr+stdout, fx.why) {
 				t.Errorf("verify: exit %d, want %d and %q:\n%s%s", code, exitCorrupt, fx.why, stdout, stderr)
 			}
+			stdout, stderr, code = bundleCLI(t, append(args, "--key", pub)...)
+			if code != exitCorrupt || !strings.Contains(stderr+stdout, fx.why) {
+				t.Errorf("verify --key: exit %d, want %d and %q:\n%s%s", code, exitCorrupt, fx.why, stdout, stderr)
+			}
 			inputs := []struct{ name, path string }{{"file", path}}
 			if !strings.HasSuffix(fx.name, ".gz") {
 				gz := filepath.Join(files, fx.name+".gz")
@@ -1073,16 +1089,20 @@ func TestHostileLoad(t *testing.T) {
 			}
 			for _, in := range inputs {
 				for _, tg := range targets {
-					if in.name != "file" && tg.name != "oci new" {
+					if in.name != "file" && !strings.HasPrefix(tg.name, "oci new") {
 						continue // the spool path once is enough
 					}
 					start := time.Now()
 					var stdout, stderr string
 					var code int
+					keyArgs := []string{}
+					if strings.HasSuffix(tg.name, "--key") {
+						keyArgs = []string{"--key", pub}
+					}
 					if in.name == "stdin" {
-						stdout, stderr, code = bundleCLIStdin(t, in.path, "load", "-i", "-", "--to", tg.to)
+						stdout, stderr, code = bundleCLIStdin(t, in.path, append([]string{"load", "-i", "-", "--to", tg.to}, keyArgs...)...)
 					} else {
-						stdout, stderr, code = bundleCLI(t, "load", "-i", in.path, "--to", tg.to)
+						stdout, stderr, code = bundleCLI(t, append([]string{"load", "-i", in.path, "--to", tg.to}, keyArgs...)...)
 					}
 					took := time.Since(start)
 					if code != exitCorrupt {
@@ -1230,11 +1250,26 @@ func TestHostileLies(t *testing.T) {
 			b.Index.Blobs[l] = bl
 		}, layerPath, "liar:1"},
 	}
+	// The liar signs its lies: with --key the signature verifies, and the
+	// bundle is refused all the same.
+	privPEM, pubPEM, err := bundletest.PrivatePEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := sign.ParsePrivateKey(privPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(dir, "cosign.pub")
+	os.WriteFile(pub, pubPEM, 0o644)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := lyingBase(t)
 			tt.lie(b)
 			if err := b.SetIndex(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Sign(key); err != nil {
 				t.Fatal(err)
 			}
 			entry := tt.entry(b)
@@ -1243,10 +1278,11 @@ func TestHostileLies(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			runs := [][]string{{"verify", "-i", path}}
+			runs := [][]string{{"verify", "-i", path}, {"verify", "-i", path, "--key", pub}}
 			for _, to := range []string{"docker://" + h.reg.Host + "/lies", "oci:" + h.ociNew, "oci:" + h.ociOld, "docker"} {
 				runs = append(runs, []string{"load", "-i", path, "--to", to})
 			}
+			runs = append(runs, []string{"load", "-i", path, "--to", "oci:" + h.ociNew, "--key", pub})
 			for _, args := range runs {
 				stdout, stderr, code := bundleCLI(t, args...)
 				if code != exitCorrupt {

@@ -33,7 +33,7 @@ type servedImage struct {
 // registry's own name, every platform kept, and serves it.
 func servedBundle(t *testing.T) (*serveProc, []servedImage, string) {
 	t.Helper()
-	_, seeded := sharedRegistry(t)
+	_, seeded := testenv.SharedSeeded(t)
 	dir := t.TempDir()
 	var b strings.Builder
 	fmt.Fprintf(&b, "platforms: [all]\nmirrors:\n  docker.io: %s\nimages:\n", seeded.Host)
@@ -155,7 +155,7 @@ func TestServeRealClients(t *testing.T) {
 	})
 
 	t.Run("docker", func(t *testing.T) {
-		d := sharedDockerd(t)
+		d := testenv.SharedDockerd(t)
 		for _, im := range images {
 			d.Docker(t, "pull", "-q", ref(im))
 			t.Cleanup(func() { _, _ = execQuiet("docker", "-H", d.Host, "rmi", "-f", ref(im)) })
@@ -171,7 +171,7 @@ func TestServeRealClients(t *testing.T) {
 	})
 
 	t.Run("ctr", func(t *testing.T) {
-		d := sharedDockerd(t)
+		d := testenv.SharedDockerd(t)
 		testenv.Require(t, "ctr")
 		// The hosts.toml files that --print-config containerd writes,
 		// under a hosts dir of the test's own.

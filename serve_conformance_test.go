@@ -104,7 +104,7 @@ func TestServeConformance(t *testing.T) {
 
 	// The yardstick is the spec: the same suite, on the same images
 	// loaded into distribution 2.8, for the record.
-	reg, _ := sharedRegistry(t)
+	reg, _ := testenv.SharedSeeded(t)
 	prefix := fmt.Sprintf("conformance-%d", time.Now().UnixNano())
 	mustBundle(t, "load", "-q", "-i", path, "--to", "docker://"+reg.Host+"/"+prefix)
 	d := runConformance(t, runner, t.TempDir(), reg.Host, prefix+"/", tags, mans, blobs, subjects)

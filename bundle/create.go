@@ -14,6 +14,7 @@ import (
 
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/manifests"
+	"github.com/bundle-tool/bundle/sign"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -71,6 +72,14 @@ type CreateOptions struct {
 	SegmentThreshold int64
 	Progress         Progress
 	Creator          string // "bundle v0.1.0"
+	// SignKey, when set, is a private key file (cosign.key, or a PKCS#8
+	// PEM key): bundle.json is signed with it, the signature written as
+	// the bundle.sigstore.json entry and beside the bundle as
+	// <Output>.sigstore.json. Password gives an encrypted key's password
+	// (it is called only for one); it is read before anything else, and a
+	// key that cannot sign fails Create before anything is written.
+	SignKey  string
+	Password func() ([]byte, error)
 	// NoSpaceCheck skips the check, before any layer is downloaded, that
 	// the cache's and the output's filesystems have room (space.go);
 	// layers then start downloading as each image resolves.
@@ -106,10 +115,20 @@ type CreateResult struct {
 
 	// Split volumes (volumes.go); delta and unchanged runs (delta.go).
 	Volumes []VolumeSummary `json:"volumes,omitempty"`
+	// Signature says how the bundle was signed (SignKey).
+	Signature *SignatureSummary `json:"signature,omitempty"`
 	DeltaSummary
 	// Error is set, and the rest mostly empty, when the run failed: --json
 	// prints a result for every run, so that a cron wrapper can parse each.
 	Error string `json:"error,omitempty"`
+}
+
+// SignatureSummary is the signature Create wrote.
+type SignatureSummary struct {
+	KeyID string `json:"keyId"`
+	// File is the signature written beside the bundle ("" on stdout,
+	// where the bundle.sigstore.json entry is the only copy).
+	File string `json:"file,omitempty"`
 }
 
 // Create runs bundle create: resolve every reference, plan the bundle,
@@ -144,8 +163,9 @@ type creation struct {
 	start      time.Time
 	spec       *manifests.Spec
 	lock       *manifests.Lock
-	have       *haveSet     // delta.go
-	out        bundleOutput // nil when writing to Stdout
+	have       *haveSet         // delta.go
+	out        bundleOutput     // nil when writing to Stdout
+	key        *sign.PrivateKey // nil: unsigned
 	cache      *fetch.Cache
 	client     *fetch.Client
 	downloaded atomic.Int64
@@ -177,6 +197,12 @@ func newCreation(opts CreateOptions) (*creation, error) {
 		opts.Jobs = DefaultJobs()
 	}
 	var err error
+	if opts.SignKey != "" {
+		// First: a wrong password asks for nothing else.
+		if c.key, err = sign.ReadPrivateKey(opts.SignKey, opts.Password); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case opts.File != "":
 		if c.spec, err = manifests.Load(opts.File); err != nil {
@@ -320,6 +346,19 @@ func (c *creation) plan(res []*fetch.Resolved) (*createPlan, *CreateResult, erro
 		return nil, nil, err
 	}
 	p.plan = layout
+	if c.key != nil {
+		// bundle.json is complete: sign the bytes Write will write.
+		idxJSON, err := tarball.MarshalIndex(idx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if layout.Signature, err = c.key.Sign(idxJSON); err != nil {
+			return nil, nil, err
+		}
+		if c.out != nil {
+			c.out.sign(layout.Signature)
+		}
+	}
 
 	for _, r := range res {
 		for h := range r.Blobs {
@@ -417,6 +456,12 @@ func (c *creation) finish(p *createPlan, result *CreateResult) (*CreateResult, e
 			return nil, err
 		}
 		result.Volumes = outputVolumes(c.out)
+	}
+	if c.key != nil {
+		result.Signature = &SignatureSummary{KeyID: c.key.Public().ID()}
+		if c.out != nil {
+			result.Signature.File = c.opts.Output + SidecarSuffix
+		}
 	}
 	c.have.summarize(result, p.idx)
 	if c.opts.Lock != "" {

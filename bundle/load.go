@@ -14,6 +14,7 @@ import (
 
 	"github.com/bundle-tool/bundle/fetch"
 	"github.com/bundle-tool/bundle/load"
+	"github.com/bundle-tool/bundle/sign"
 	"github.com/bundle-tool/bundle/tarball"
 	"github.com/bundle-tool/bundle/verify"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -70,8 +71,14 @@ type LoadOptions struct {
 	DockerHost string
 	// TempDir is where a bundle read from a pipe or a compressed bundle is
 	// spooled (uncompressed) before loading; "" means os.TempDir().
-	TempDir  string
+	TempDir string
+	// Keys are public key files (cosign.pub): when set, a bundle that is
+	// not signed by one of them is refused before anything is written
+	// (VerifyOptions.Keys).
+	Keys     []string
 	Progress LoadProgress
+
+	keys []*sign.PublicKey // Keys, read
 }
 
 // VerifySummary is what the verify pass found.
@@ -87,8 +94,10 @@ type VerifySummary struct {
 	Spooled      bool  `json:"spooled,omitempty"` // read from a pipe or decompressed into a temp file
 	// ChecksumWarning says why the checksum file beside the bundle, there
 	// but unusable, was not checked ("" when it was, or there is none).
-	ChecksumWarning string  `json:"checksumWarning,omitempty"`
-	Seconds         float64 `json:"seconds"`
+	ChecksumWarning string `json:"checksumWarning,omitempty"`
+	// Signature says how the bundle is signed and, with Keys, by which.
+	Signature *verify.SignatureReport `json:"signature,omitempty"`
+	Seconds   float64                 `json:"seconds"`
 }
 
 // LoadResult says what Load did. It is what `bundle load --json` prints.
@@ -161,6 +170,10 @@ func Load(ctx context.Context, opts LoadOptions) (*LoadResult, error) {
 	}
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs()
+	}
+	var err error
+	if opts.keys, err = readKeys(opts.Keys); err != nil {
+		return nil, err
 	}
 	retries := &retryCounter{LoadProgress: opts.Progress}
 	opts.Progress = retries
@@ -327,7 +340,7 @@ func verifyFile(ctx context.Context, opts LoadOptions, target load.Target, set *
 		w = b.Watch(r)
 		r = w
 	}
-	vo := verify.Options{Deep: true} // a decompression bomb must not reach a target
+	vo := verify.Options{Deep: true, Keys: opts.keys} // a decompression bomb must not reach a target
 	vo.Progress = verifyProgress{opts.Progress, set.Size()}
 	if len(held)+len(inflated) > 0 {
 		vo.Shallow = func(h v1.Hash) bool { return held[h] || inflated[h] }
@@ -485,7 +498,14 @@ func spool(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name s
 	}
 	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
 	w := &errWriter{w: bufio.NewWriterSize(tmp, 1<<20)}
-	rep, err := verify.Verify(ctx, io.TeeReader(r, w), verify.Options{Deep: true})
+	vo := verify.Options{Deep: true, Keys: opts.keys}
+	if set != nil {
+		if err := sidecar(set.Base, &vo); err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+	}
+	rep, err := verify.Verify(ctx, io.TeeReader(r, w), vo)
 	if err == nil && w.err != nil {
 		err = fmt.Errorf("spooling to %s: %w", tmp.Name(), w.err)
 	}
@@ -526,6 +546,7 @@ func spool(ctx context.Context, opts LoadOptions, set *tarball.VolumeSet, name s
 func summarize(sum *VerifySummary, rep *verify.Report) {
 	sum.Images, sum.Blobs, sum.Bytes = rep.Images, rep.Blobs, rep.BytesRead
 	sum.Shallow, sum.ShallowBytes = rep.Shallow, rep.ShallowBytes
+	sum.Signature = rep.Signature
 }
 
 // verifyProgress adapts LoadProgress to verify.Progress.

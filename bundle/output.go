@@ -41,7 +41,13 @@ type outputFile struct {
 	failed atomic.Pointer[error]
 	failCh chan struct{} // closed when a write fails
 	closed bool
+	// sidecar is the signature written beside the bundle at commit (nil:
+	// unsigned, and an earlier one is removed).
+	sidecar []byte
 }
+
+// sign sets the signature that commit writes beside the bundle.
+func (o *outputFile) sign(sig []byte) { o.sidecar = sig }
 
 const (
 	outBufSize   = 1 << 20
@@ -188,8 +194,9 @@ func (o *outputFile) flush() error {
 	return o.werr
 }
 
-// commit syncs the temp file, writes <file>.sha256 (atomically), and
-// renames the bundle into place.
+// commit syncs the temp file, writes <file>.sigstore.json (or removes an
+// earlier one) and <file>.sha256 (atomically), and renames the bundle
+// into place.
 func (o *outputFile) commit() (string, int64, error) {
 	if err := o.flush(); err != nil {
 		return "", 0, fmt.Errorf("writing %s: %w", o.path, err)
@@ -199,6 +206,9 @@ func (o *outputFile) commit() (string, int64, error) {
 	}
 	if err := o.f.Close(); err != nil {
 		return "", 0, fmt.Errorf("writing %s: %w", o.path, err)
+	}
+	if err := writeSidecar(o.path, o.sidecar); err != nil {
+		return "", 0, err
 	}
 	sum := hex.EncodeToString(o.sum.Sum(nil))
 	line := fmt.Sprintf("%s  %s\n", sum, filepath.Base(o.path))
@@ -229,7 +239,8 @@ func (o *outputFile) abort() {
 }
 
 // removeStaleTemps removes the temp files that writing abs (and its
-// .sha256) makes: ".<name>.tmp-<digits>" and ".<name>.sha256.tmp-<digits>".
+// .sha256 and .sigstore.json) makes: ".<name>.tmp-<digits>",
+// ".<name>.sha256.tmp-<digits>" and ".<name>.sigstore.json.tmp-<digits>".
 // The caller holds the output's lock.
 func removeStaleTemps(abs string) {
 	dir, base := filepath.Dir(abs), filepath.Base(abs)
@@ -238,7 +249,7 @@ func removeStaleTemps(abs string) {
 		return
 	}
 	for _, e := range entries {
-		for _, prefix := range []string{"." + base + ".tmp-", "." + base + ".sha256.tmp-"} {
+		for _, prefix := range []string{"." + base + ".tmp-", "." + base + ".sha256.tmp-", "." + base + SidecarSuffix + ".tmp-"} {
 			rest, ok := strings.CutPrefix(e.Name(), prefix)
 			if ok && rest != "" && strings.Trim(rest, "0123456789") == "" && e.Type().IsRegular() {
 				_ = os.Remove(filepath.Join(dir, e.Name()))
@@ -266,6 +277,9 @@ func checkSpace(opts CreateOptions, cache *fetch.Cache, layout *tarball.Plan, mi
 		files := 2 // the bundle and its .sha256
 		if opts.VolumeSize > 0 {
 			files = int((n+opts.VolumeSize-1)/opts.VolumeSize) + 1
+		}
+		if opts.SignKey != "" {
+			files++ // .sigstore.json
 		}
 		abs, err := filepath.Abs(opts.Output)
 		if err != nil {

@@ -185,6 +185,10 @@ type VerifyOptions struct {
 	// decompress to (verify.Options).
 	Deep     bool
 	MaxRatio int64
+	// Keys are public key files (cosign.pub); when set, the bundle must
+	// be signed by one of them (the bundle.sigstore.json entry, or the
+	// <file>.sigstore.json beside it) or it is not intact.
+	Keys     []string
 	Progress VerifyProgress // may be nil
 }
 
@@ -202,12 +206,16 @@ type VerifyResult struct {
 // the bundle or its checksum file could not be read, or ctx was
 // cancelled; findings are in Report.
 func Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
+	keys, err := readKeys(opts.Keys)
+	if err != nil {
+		return nil, err
+	}
 	in, err := OpenInput(opts.Input, opts.MoreInputs, opts.Stdin)
 	if err != nil {
 		return nil, err
 	}
 	defer in.Close()
-	vo := verify.Options{Deep: opts.Deep, MaxRatio: opts.MaxRatio}
+	vo := verify.Options{Deep: opts.Deep, MaxRatio: opts.MaxRatio, Keys: keys}
 	var started func(Checksum)
 	if opts.Progress != nil {
 		vo.Progress = opts.Progress
@@ -221,11 +229,14 @@ func Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
 }
 
 // verifyPass is the verify pass of Verify and Load: it sets vo from the
-// checksum file beside in, then verifies r (in's stream, or a reader
+// checksum file and the signature file beside in, then verifies r (in's stream, or a reader
 // over it). started, when set, is called before anything is read.
 func verifyPass(ctx context.Context, in *Input, r io.Reader, vo verify.Options, started func(Checksum)) (*verify.Report, Checksum, error) {
 	sum, err := checksums(in, &vo)
 	if err != nil {
+		return nil, sum, err
+	}
+	if err := sidecar(in.Path, &vo); err != nil {
 		return nil, sum, err
 	}
 	if started != nil {

@@ -39,6 +39,9 @@ type bundleOutput interface {
 	// file (empty for volumes and stdout) and the bytes written.
 	commit() (sum string, n int64, err error)
 	abort()
+	// sign sets the signature commit writes beside the bundle
+	// (<name>.sigstore.json); without it commit removes an earlier one.
+	sign(sig []byte)
 	// writeFailed is closed when writing has failed (a full disk), and
 	// writeErr is that error: Create stops the downloads at once.
 	writeFailed() <-chan struct{}
@@ -99,6 +102,7 @@ type gzipOutput struct {
 }
 
 func (g *gzipOutput) Write(p []byte) (int, error)  { return g.zw.Write(p) }
+func (g *gzipOutput) sign(sig []byte)              { g.inner.sign(sig) }
 func (g *gzipOutput) writeFailed() <-chan struct{} { return g.inner.writeFailed() }
 func (g *gzipOutput) writeErr() error              { return g.inner.writeErr() }
 
@@ -159,6 +163,7 @@ func (s *streamOutput) Write(p []byte) (int, error) {
 
 func (s *streamOutput) commit() (string, int64, error) { return "", s.n, nil }
 func (s *streamOutput) abort()                         {}
+func (s *streamOutput) sign([]byte)                    {}             // stdout: the signature is only the entry
 func (s *streamOutput) writeFailed() <-chan struct{}   { return nil } // stdout: the write returns its error
 func (s *streamOutput) writeErr() error                { return nil }
 
@@ -182,8 +187,10 @@ type splitOutput struct {
 	done    bool
 	err     error
 	failCh  chan struct{}
+	sidecar []byte
 }
 
+func (s *splitOutput) sign(sig []byte)              { s.sidecar = sig }
 func (s *splitOutput) writeFailed() <-chan struct{} { return s.failCh }
 func (s *splitOutput) writeErr() error              { return s.err }
 
@@ -305,6 +312,9 @@ func (s *splitOutput) commit() (string, int64, error) {
 			return "", 0, err
 		}
 	}
+	if err := writeSidecar(s.base, s.sidecar); err != nil {
+		return "", 0, err
+	}
 	var lines strings.Builder
 	for _, v := range s.written {
 		fmt.Fprintf(&lines, "%s  %s\n", v.SHA256, v.Name)
@@ -370,7 +380,7 @@ func removeStaleVolumeTemps(abs string) {
 		if i < 0 || strings.Trim(name[i+5:], "0123456789") != "" {
 			continue
 		}
-		if b, _, ok := tarball.ParseVolumeName(name[:i]); (ok && b == base) || name[:i] == base+".sha256" {
+		if b, _, ok := tarball.ParseVolumeName(name[:i]); (ok && b == base) || name[:i] == base+".sha256" || name[:i] == base+SidecarSuffix {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}

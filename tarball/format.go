@@ -1,6 +1,9 @@
 package tarball
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -11,6 +14,7 @@ const SchemaVersion = 1
 // Entry names of the fixed part of a bundle, in the order they are written.
 const (
 	IndexFile        = "bundle.json"
+	SignatureFile    = "bundle.sigstore.json" // optional, right after bundle.json
 	OCILayoutFile    = "oci-layout"
 	OCIIndexFile     = "index.json"
 	DockerManifest   = "manifest.json"
@@ -35,7 +39,32 @@ type Index struct {
 	Images        []Image          `json:"images"`
 	Blobs         map[v1.Hash]Blob `json:"blobs"`
 	External      map[v1.Hash]Blob `json:"external,omitempty"`
+	// Metadata lists the sha256 and size of the fixed entries after
+	// bundle.json (oci-layout, index.json, manifest.json, and
+	// repositories when written), so that bundle.json covers every byte
+	// of the file and a signature over it the whole bundle. A reader
+	// refuses a fixed entry it does not list. Bundles written before it
+	// existed have none (nil).
+	Metadata map[string]EntrySum `json:"metadata,omitempty"`
 }
+
+// EntrySum is one fixed entry as bundle.json's metadata lists it.
+type EntrySum struct {
+	SHA256 string `json:"sha256"` // hex
+	Size   int64  `json:"size"`
+}
+
+// SumOf returns the EntrySum of an entry's content.
+func SumOf(data []byte) EntrySum {
+	sum := sha256.Sum256(data)
+	return EntrySum{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+}
+
+// IsFixedFile reports whether name is a fixed entry that metadata may
+// list: oci-layout, index.json, manifest.json or repositories (not
+// bundle.sigstore.json, which signs bundle.json and so cannot be listed in
+// it).
+func IsFixedFile(name string) bool { return name != SignatureFile && fileLimit(name) != 0 }
 
 // Source names the manifest file a bundle was made from.
 type Source struct {

@@ -38,6 +38,10 @@ const (
 	// map: it names the tags manifest.json names, so it gets
 	// manifest.json's limit.
 	MaxRepositoriesSize = 1 << 20
+	// MaxSignatureSize bounds bundle.sigstore.json, a Sigstore bundle of
+	// a key-based signature (under 1 KiB; a few KiB with a log entry). It
+	// is sign.MaxSignatureSize, which bounds the sidecar file.
+	MaxSignatureSize = 64 << 10
 )
 
 // Limits on what a gzip-compressed bundle may decompress to. A bundle is

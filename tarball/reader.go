@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,7 +128,7 @@ type EntryKind int
 
 // Kinds of entries.
 const (
-	KindFile EntryKind = iota // oci-layout, index.json, manifest.json, repositories
+	KindFile EntryKind = iota // oci-layout, index.json, manifest.json, repositories, bundle.sigstore.json
 	KindDir                   // blobs/, blobs/sha256/
 	KindBlob                  // blobs/sha256/<hex>
 )
@@ -190,6 +191,10 @@ type Reader struct {
 	sec         *io.SectionReader
 	indexOffset int64
 	indexData   []byte
+	// indexSum is the sha256 of bundle.json's bytes; second is true while
+	// the next entry is the one right after it.
+	indexSum [32]byte
+	second   bool
 }
 
 // NewReader returns a Reader of the bundle in r. Nothing is read until the
@@ -353,6 +358,8 @@ func (r *Reader) readIndex() error {
 		}
 		return r.classifyErr(IndexFile, err)
 	}
+	r.indexSum = sha256.Sum256(data)
+	r.second = true
 	var idx Index
 	if err := json.Unmarshal(data, &idx); err != nil {
 		return &CorruptError{Entry: IndexFile, Err: fmt.Errorf("parsing: %w", err)}
@@ -366,6 +373,10 @@ func (r *Reader) readIndex() error {
 	}
 	return nil
 }
+
+// IndexSHA256 is the sha256 of bundle.json's bytes, once Index has read
+// it: what a signature of the bundle signs.
+func (r *Reader) IndexSHA256() [32]byte { return r.indexSum }
 
 // Next returns the next entry after bundle.json, or io.EOF after the last.
 // After an *EntryError the entry is skipped and Next may be called again;
@@ -396,6 +407,8 @@ func (r *Reader) Next() (*Entry, error) {
 	}
 	name := hdr.Name
 	r.last = name
+	second := r.second
+	r.second = false
 	if reason := unsafeReason(hdr); reason != "" {
 		return nil, &EntryError{Name: name, Reason: reason}
 	}
@@ -434,6 +447,13 @@ func (r *Reader) Next() (*Entry, error) {
 	r.seen[name] = true
 	if hdr.Size > limit {
 		return nil, &EntryError{Name: name, Reason: fmt.Sprintf("%d bytes is over the limit of %d", hdr.Size, limit)}
+	}
+	if name == SignatureFile {
+		if !second {
+			return nil, &EntryError{Name: name, Reason: "not right after bundle.json, where a bundle's signature is"}
+		}
+	} else if _, listed := r.index.Metadata[name]; r.index.Metadata != nil && !listed {
+		return nil, &EntryError{Name: name, Reason: "not listed in bundle.json's metadata"}
 	}
 	e.Kind = KindFile
 	return e, nil
@@ -599,6 +619,8 @@ func fileLimit(name string) int64 {
 		return MaxDockerManifestSize
 	case RepositoriesFile:
 		return MaxRepositoriesSize
+	case SignatureFile:
+		return MaxSignatureSize
 	}
 	return 0
 }

@@ -135,6 +135,7 @@ func TestReaderEntryErrors(t *testing.T) {
 		{bundletest.Entry{Name: "./index.json", Data: []byte("x")}, "outside the layout"},
 		{bundletest.Entry{Name: "oci-layout/", Type: tar.TypeDir}, "outside the layout"},
 		{bundletest.Entry{Name: "repositories", Data: make([]byte, tarball.MaxRepositoriesSize+1)}, "over the limit"},
+		{bundletest.Entry{Name: "repositories", Data: []byte("{}")}, "not listed in bundle.json's metadata"},
 	} {
 		t.Run(tc.entry.Name, func(t *testing.T) {
 			c := *b
@@ -151,6 +152,54 @@ func TestReaderEntryErrors(t *testing.T) {
 			// The reader went on past the bad entry.
 			if names[len(names)-1] != c.Entries[len(c.Entries)-1].Name {
 				t.Errorf("did not read past the bad entry: %v", names)
+			}
+		})
+	}
+}
+
+// A bundle.json without metadata (made before it listed them) lets every
+// fixed entry through, as before; with metadata, one it does not list is an
+// *EntryError, from Reader and from Open alike.
+func TestReaderMetadataListsFixedEntries(t *testing.T) {
+	repos := bundletest.Entry{Name: tarball.RepositoriesFile, Data: []byte("{}")}
+	for _, tc := range []struct {
+		name   string
+		make   func(b *bundletest.Bundle)
+		reason string
+	}{
+		{"listed", func(b *bundletest.Bundle) { b.SetEntry(repos.Name, repos.Data) }, ""},
+		{"legacy", func(b *bundletest.Bundle) { b.Legacy(); b.SetEntry(repos.Name, repos.Data) }, ""},
+		{"unlisted", func(b *bundletest.Bundle) {
+			b.SetEntry(repos.Name, repos.Data)
+			delete(b.Index.Metadata, repos.Name)
+			b.SetIndex()
+		}, "not listed in bundle.json's metadata"},
+		{"index.json unlisted", func(b *bundletest.Bundle) {
+			delete(b.Index.Metadata, tarball.OCIIndexFile)
+			b.SetIndex()
+		}, "not listed in bundle.json's metadata"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bundletest.Small(t)
+			tc.make(b)
+			data, _ := b.Bytes()
+			_, ees, err := readAll(t, tarball.NewReader(bytes.NewReader(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, openErr := tarball.OpenReaderAt(bytes.NewReader(data), int64(len(data)))
+			if tc.reason == "" {
+				if len(ees) != 0 || openErr != nil {
+					t.Errorf("entry errors %v, Open: %v; want none", ees, openErr)
+				}
+				return
+			}
+			if len(ees) != 1 || !strings.Contains(ees[0].Reason, tc.reason) {
+				t.Errorf("entry errors %v, want one saying %q", ees, tc.reason)
+			}
+			var ee *tarball.EntryError
+			if !errors.As(openErr, &ee) || !strings.Contains(ee.Reason, tc.reason) {
+				t.Errorf("Open: %v, want an *EntryError saying %q", openErr, tc.reason)
 			}
 		})
 	}

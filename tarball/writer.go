@@ -24,11 +24,18 @@ type Plan struct {
 	OCIIndex       []byte    // index.json
 	DockerManifest []byte    // manifest.json
 	Blobs          []v1.Hash // blob entries in write order: layers, configs, manifests, indexes
+	// Signature, when set, is bundle.sigstore.json, written right after
+	// bundle.json: a signature over MarshalIndex(Index), which must not
+	// change once it is made.
+	Signature []byte
 }
 
 // NewPlan derives index.json, manifest.json and the blob order from
-// bundle.json. dockerPlatform picks the manifest that manifest.json lists
-// for a multi-platform reference ("" means each image's first manifest).
+// bundle.json, and sets idx.Metadata to the sums of oci-layout,
+// index.json and manifest.json (replacing what it held: they derive from
+// the rest of bundle.json). dockerPlatform picks the manifest that
+// manifest.json lists for a multi-platform reference ("" means each
+// image's first manifest).
 func NewPlan(idx *Index, dockerPlatform string) (*Plan, error) {
 	l := &Plan{Index: idx}
 
@@ -99,6 +106,11 @@ func NewPlan(idx *Index, dockerPlatform string) (*Plan, error) {
 	}
 	if len(l.DockerManifest) > MaxDockerManifestSize {
 		return nil, fmt.Errorf("manifest.json would be %d bytes, over docker's %d-byte limit: split the images over several bundles", len(l.DockerManifest), MaxDockerManifestSize)
+	}
+	idx.Metadata = map[string]EntrySum{
+		OCILayoutFile:  SumOf([]byte(OCILayoutContent)),
+		OCIIndexFile:   SumOf(l.OCIIndex),
+		DockerManifest: SumOf(l.DockerManifest),
 	}
 
 	// Blobs children-first, each once, in the order images list them.
@@ -184,8 +196,8 @@ type BlobError struct {
 
 func (e *BlobError) Error() string { return fmt.Sprintf("blob %s: %s", e.Digest, e.Err) }
 
-// Write writes the bundle to w: bundle.json, oci-layout, index.json,
-// manifest.json, the blobs/ directories, then every blob in l.Blobs order.
+// Write writes the bundle to w: bundle.json, bundle.sigstore.json (when
+// signed), oci-layout, index.json, manifest.json, the blobs/ directories, then every blob in l.Blobs order.
 // Each blob not verified by the source just now is hashed while copied
 // and must match its digest; every blob must have its size.
 func Write(ctx context.Context, w io.Writer, l *Plan, src BlobSource, opts WriteOptions) error {
@@ -222,15 +234,19 @@ func Write(ctx context.Context, w io.Writer, l *Plan, src BlobSource, opts Write
 	if len(idxJSON) > MaxIndexSize {
 		return fmt.Errorf("bundle.json would be %d bytes, over the %d-byte limit", len(idxJSON), MaxIndexSize)
 	}
-	for _, f := range []struct {
+	if len(l.Signature) > MaxSignatureSize {
+		return fmt.Errorf("%s would be %d bytes, over the %d-byte limit", SignatureFile, len(l.Signature), MaxSignatureSize)
+	}
+	type fixed struct {
 		name string
 		data []byte
-	}{
-		{IndexFile, idxJSON},
-		{OCILayoutFile, []byte(OCILayoutContent)},
-		{OCIIndexFile, l.OCIIndex},
-		{DockerManifest, l.DockerManifest},
-	} {
+	}
+	entries := []fixed{{IndexFile, idxJSON}}
+	if l.Signature != nil {
+		entries = append(entries, fixed{SignatureFile, l.Signature})
+	}
+	entries = append(entries, fixed{OCILayoutFile, []byte(OCILayoutContent)}, fixed{OCIIndexFile, l.OCIIndex}, fixed{DockerManifest, l.DockerManifest})
+	for _, f := range entries {
 		if err := file(f.name, f.data); err != nil {
 			return err
 		}
@@ -297,6 +313,9 @@ func Size(l *Plan) (int64, error) {
 		return n
 	}
 	n := entry(int64(len(idxJSON))) + entry(int64(len(OCILayoutContent))) + entry(int64(len(l.OCIIndex))) + entry(int64(len(l.DockerManifest)))
+	if l.Signature != nil {
+		n += entry(int64(len(l.Signature)))
+	}
 	n += 2 * entry(0) // blobs/, blobs/sha256/
 	for _, h := range l.Blobs {
 		n += entry(l.Index.Blobs[h].Size)

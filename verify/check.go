@@ -518,6 +518,50 @@ func (v *verifier) fixedChecks() {
 			v.add(Finding{Code: CodeInvalid, Entry: tarball.RepositoriesFile, Problem: fmt.Sprintf("does not parse: %v", err)})
 		}
 	}
+	v.metadataChecks()
+}
+
+// metadataChecks checks the fixed entries against the sums bundle.json's
+// metadata lists (an entry it does not list is refused by the reader). A
+// bundle.json without metadata predates it: Report.NoMetadata says so.
+func (v *verifier) metadataChecks() {
+	md := v.idx.Metadata
+	if md == nil {
+		v.rep.NoMetadata = true
+		return
+	}
+	names := make([]string, 0, len(md))
+	for name := range md {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		want := md[name]
+		if name == tarball.SignatureFile {
+			v.add(Finding{Code: CodeIndex, Entry: tarball.IndexFile, Problem: "metadata lists bundle.sigstore.json, which signs bundle.json and so cannot be listed in it"})
+			continue
+		}
+		if !tarball.IsFixedFile(name) {
+			v.add(Finding{Code: CodeIndex, Entry: tarball.IndexFile, Problem: fmt.Sprintf("metadata lists %q, which is not an entry a bundle may hold", name)})
+			continue
+		}
+		data, ok := v.files[name]
+		switch {
+		case !ok:
+			// oci-layout, index.json and manifest.json missing are
+			// reported as such by fixedChecks.
+			if name == tarball.RepositoriesFile && v.rep.Complete {
+				v.add(Finding{Code: CodeMissing, Entry: name, Problem: "listed in bundle.json's metadata but not in the file"})
+			}
+		case tarball.SumOf(data) != want:
+			got := tarball.SumOf(data)
+			problem := "sha256 is not the one bundle.json's metadata lists"
+			if got.Size != want.Size {
+				problem = fmt.Sprintf("sha256 and size (%d bytes, not %d) are not the ones bundle.json's metadata lists", got.Size, want.Size)
+			}
+			v.add(Finding{Code: CodeDigest, Entry: name, Problem: problem, Got: "sha256:" + got.SHA256, Want: "sha256:" + want.SHA256})
+		}
+	}
 }
 
 func (v *verifier) imageByRef() map[string]*tarball.Image {

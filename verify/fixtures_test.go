@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -81,6 +82,39 @@ func fixtures() []fixture {
 		{name: "hostile-symlink.tar", code: verify.CodeEntry, data: func(t *testing.T) []byte {
 			b := fixtureBundle(t)
 			b.Entries = append(b.Entries, bundletest.Entry{Name: "blobs/sha256/" + hexID, Type: tar.TypeSymlink, Linkname: "/etc/shadow"})
+			d, _ := b.Bytes()
+			return d
+		}},
+		{name: "legacy.tar", data: func(t *testing.T) []byte {
+			// As written before bundle.json listed metadata, with a
+			// repositories entry: read as it was, with a note.
+			b := fixtureBundle(t)
+			if err := b.Legacy(); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.SetEntry(tarball.RepositoriesFile, []byte(`{"app":{"1":"`+hexID+`"}}`)); err != nil {
+				t.Fatal(err)
+			}
+			d, _ := b.Bytes()
+			return d
+		}},
+		{name: "unlisted-entry.tar", code: verify.CodeEntry, data: func(t *testing.T) []byte {
+			b := fixtureBundle(t)
+			i := b.Find(tarball.DockerManifest) + 1
+			b.Entries = append(b.Entries[:i], append([]bundletest.Entry{{Name: tarball.RepositoriesFile, Data: []byte(`{"app":{"1":"` + hexID + `"}}`)}}, b.Entries[i:]...)...)
+			d, _ := b.Bytes()
+			return d
+		}},
+		{name: "changed-index-json.tar", code: verify.CodeDigest, data: func(t *testing.T) []byte {
+			// index.json re-indented: what it says still agrees with
+			// bundle.json, but its bytes are not those bundle.json lists.
+			b := fixtureBundle(t)
+			i := b.Find(tarball.OCIIndexFile)
+			var out bytes.Buffer
+			if err := json.Indent(&out, b.Entries[i].Data, "", " "); err != nil {
+				t.Fatal(err)
+			}
+			b.Entries[i].Data = out.Bytes()
 			d, _ := b.Bytes()
 			return d
 		}},

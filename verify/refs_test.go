@@ -124,15 +124,17 @@ func TestVerifyBadReference(t *testing.T) {
 	i := b.Find(tarball.OCIIndexFile)
 	json.Unmarshal(b.Entries[i].Data, &ix)
 	ix.Manifests[1].Annotations = map[string]string{tarball.AnnotationRefName: bad, tarball.AnnotationContainerdName: bad}
-	b.Entries[i].Data, _ = json.Marshal(ix)
+	data, _ := json.Marshal(ix)
+	b.SetEntry(tarball.OCIIndexFile, data)
 	var entries []tarball.DockerManifestEntry
 	i = b.Find(tarball.DockerManifest)
 	json.Unmarshal(b.Entries[i].Data, &entries)
 	for k := range entries {
 		entries[k].RepoTags = slices.DeleteFunc(entries[k].RepoTags, func(s string) bool { return s == "app:latest" })
 	}
-	b.Entries[i].Data, _ = json.Marshal(entries)
-	data, _ := b.Bytes()
+	data, _ = json.Marshal(entries)
+	b.SetEntry(tarball.DockerManifest, data)
+	data, _ = b.Bytes()
 	rep := run(t, data, verify.Options{})
 	f := want(t, rep, verify.CodeIndex, tarball.IndexFile, bad)
 	if !strings.Contains(f.Problem, "does not parse") {

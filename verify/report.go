@@ -170,6 +170,16 @@ type Report struct {
 	// Volumes are the volumes of a split bundle, with the sha256 of each
 	// read to its end.
 	Volumes []VolumeReport `json:"volumes,omitempty"`
+	// NoMetadata is true when bundle.json has no "metadata" (a bundle
+	// written before it existed): oci-layout, index.json and
+	// manifest.json are then checked against bundle.json's images, not
+	// by their sha256, and a signature over bundle.json would not cover
+	// them. Not a fault.
+	NoMetadata bool `json:"noMetadata,omitempty"`
+	// Signature says how the bundle is signed (the bundle.sigstore.json
+	// entry, the file beside it) and, with Options.Keys, whether a
+	// signature verified; nil for an unsigned bundle verified without keys.
+	Signature *SignatureReport `json:"signature,omitempty"`
 	// External are the blobs a delta bundle references but does not
 	// carry: the target must hold them already. Not a fault.
 	External []ExternalBlob `json:"external,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sort"
 
+	"github.com/bundle-tool/bundle/sign"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -50,6 +51,18 @@ type Options struct {
 	// several blobs at once, while r's copy of them is only read past:
 	// hashing and decompressing use every core whatever the blobs' sizes.
 	ReaderAt io.ReaderAt
+	// Keys, when set, are the public keys one of which must have signed
+	// bundle.json (the bundle.sigstore.json entry or Sidecar): a bundle
+	// that is unsigned, signed by none of them, or whose bundle.json
+	// lists no metadata is then not intact (CodeSignature).
+	Keys []*sign.PublicKey
+	// Sidecar is the signature file beside the bundle
+	// (<file>.sigstore.json), when there is one; SidecarFile names it in
+	// findings (and where it would be, when there is none). SidecarErr says why it is there but could not be used (too
+	// large). Either way it must be a signature of this bundle.json.
+	Sidecar     []byte
+	SidecarFile string
+	SidecarErr  error
 	// Shallow, when set with Deep, names the layers not to decompress
 	// (a load skips the images that use them: the target has them). They
 	// are checked as without Deep: digest and size.
@@ -162,6 +175,7 @@ func (v *verifier) run(ctx context.Context, r io.Reader) error {
 	}
 	v.crossChecks()
 	v.fixedChecks()
+	v.signatureChecks()
 	v.checksumCheck()
 	v.volumeChecks(fh)
 	v.externalList()

@@ -604,7 +604,10 @@ func TestVerifyHostile(t *testing.T) {
 		})
 	}
 	t.Run("oversized manifest.json", func(t *testing.T) {
-		i := bytes.Index(valid, []byte(tarball.DockerManifest))
+		i := bytes.Index(valid, []byte(tarball.DockerManifest+"\x00")) // its tar header, not bundle.json's metadata
+		for i%512 != 0 {
+			i += 1 + bytes.Index(valid[i+1:], []byte(tarball.DockerManifest+"\x00"))
+		}
 		data := append(bytes.Clone(valid[:i]), oversized(tarball.DockerManifest, tarball.MaxDockerManifestSize+1)...)
 		rep := run(t, data, verify.Options{})
 		f := want(t, rep, verify.CodeEntry, tarball.DockerManifest, "")

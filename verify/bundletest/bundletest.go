@@ -6,9 +6,14 @@ package bundletest
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math/rand"
@@ -18,6 +23,7 @@ import (
 
 	"github.com/bundle-tool/bundle/internal/digestio"
 	"github.com/bundle-tool/bundle/manifests"
+	"github.com/bundle-tool/bundle/sign"
 	"github.com/bundle-tool/bundle/tarball"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -221,12 +227,9 @@ func New(refs ...Ref) (*Bundle, error) {
 }
 
 // rebuildFixed (re)writes bundle.json, oci-layout, index.json and
-// manifest.json from b.Index, as the first four entries.
+// manifest.json from b.Index, as the first four entries; bundle.json's
+// metadata lists the other three, as create writes it.
 func (b *Bundle) rebuildFixed() error {
-	idxJSON, err := json.MarshalIndent(b.Index, "", "  ")
-	if err != nil {
-		return err
-	}
 	oci := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
 	type key struct{ cfg, layers string }
 	var entries []tarball.DockerManifestEntry
@@ -265,6 +268,15 @@ func (b *Bundle) rebuildFixed() error {
 	if err != nil {
 		return err
 	}
+	b.Index.Metadata = map[string]tarball.EntrySum{
+		tarball.OCILayoutFile:  tarball.SumOf([]byte(tarball.OCILayoutContent)),
+		tarball.OCIIndexFile:   tarball.SumOf(ociJSON),
+		tarball.DockerManifest: tarball.SumOf(dmJSON),
+	}
+	idxJSON, err := json.MarshalIndent(b.Index, "", "  ")
+	if err != nil {
+		return err
+	}
 	fixed := []Entry{
 		{Name: tarball.IndexFile, Data: append(idxJSON, '\n')},
 		{Name: tarball.OCILayoutFile, Data: []byte(tarball.OCILayoutContent)},
@@ -290,6 +302,63 @@ func (b *Bundle) SetIndex() error {
 	}
 	b.Entries[b.Find(tarball.IndexFile)].Data = append(idxJSON, '\n')
 	return nil
+}
+
+// SetEntry replaces the content of the fixed entry name (oci-layout,
+// index.json, manifest.json, repositories: added after manifest.json when
+// missing) and lists its new sum in bundle.json's metadata, as a bundle
+// made that way would have it. A legacy bundle (no metadata) stays so.
+func (b *Bundle) SetEntry(name string, data []byte) error {
+	if i := b.Find(name); i >= 0 {
+		b.Entries[i].Data = data
+	} else {
+		i = b.Find(tarball.DockerManifest) + 1
+		b.Entries = append(b.Entries[:i], append([]Entry{{Name: name, Data: data}}, b.Entries[i:]...)...)
+	}
+	if b.Index.Metadata != nil {
+		b.Index.Metadata[name] = tarball.SumOf(data)
+	}
+	return b.SetIndex()
+}
+
+// Sign signs bundle.json's bytes as they are now with k and puts the
+// signature as bundle.sigstore.json right after it (replacing one there);
+// it returns the signature, which is also what create writes beside the
+// bundle.
+func (b *Bundle) Sign(k *sign.PrivateKey) ([]byte, error) {
+	sig, err := k.Sign(b.Entries[b.Find(tarball.IndexFile)].Data)
+	if err != nil {
+		return nil, err
+	}
+	b.Remove(tarball.SignatureFile)
+	i := b.Find(tarball.IndexFile) + 1
+	b.Entries = append(b.Entries[:i], append([]Entry{{Name: tarball.SignatureFile, Data: sig}}, b.Entries[i:]...)...)
+	return sig, nil
+}
+
+// PrivatePEM returns a new ECDSA P-256 private key as PKCS#8 PEM and its
+// public key as PKIX PEM, for tests that write key files.
+func PrivatePEM() (priv, pub []byte, err error) {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(ec)
+	if err != nil {
+		return nil, nil, err
+	}
+	pd, err := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pd}), nil
+}
+
+// Legacy drops bundle.json's metadata: the bundle is then as a bundle
+// made before metadata existed.
+func (b *Bundle) Legacy() error {
+	b.Index.Metadata = nil
+	return b.SetIndex()
 }
 
 // Find returns the position of the entry named name, or -1.
