@@ -290,7 +290,9 @@ func (c *Client) transport(ctx context.Context, repo name.Repository) (http.Roun
 		}
 		rt.rt, rt.err = transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
 		if rt.err != nil {
-			if u := Unreachable(repo.RegistryStr(), rt.err, c.policy.Attempts, repo.Scheme() == "http" || c.insecure[repo.RegistryStr()]); u != nil {
+			if u := Certificate(repo.RegistryStr(), rt.err); u != nil {
+				rt.err = u
+			} else if u := Unreachable(repo.RegistryStr(), rt.err, c.policy.Attempts, repo.Scheme() == "http" || c.insecure[repo.RegistryStr()]); u != nil {
 				rt.err = u
 			} else {
 				rt.err = fmt.Errorf("connecting to %s: %w", repo.RegistryStr(), describe(rt.err))

@@ -1,6 +1,8 @@
 package fetch
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -70,4 +72,40 @@ func Unreachable(host string, err error, attempts int, plainHTTP bool) error {
 		schemes = append(schemes, "http")
 	}
 	return &UnreachableError{Host: host, Schemes: schemes, Attempts: attempts, Reason: reason, Err: err}
+}
+
+// CertError says a registry's TLS certificate could not be verified: its
+// CA is not trusted (a private CA), or it names another host, or it has
+// expired. It names the host and how to give its CA.
+type CertError struct {
+	Host string
+	Err  error // the x509 error
+}
+
+func (e *CertError) Error() string {
+	return fmt.Sprintf("the TLS certificate of %s cannot be verified: %v; give its CA with --ca-file FILE, or put it in /etc/docker/certs.d/%s/ca.crt (--insecure %s skips the check)",
+		e.Host, e.Err, certsDirName(e.Host), e.Host)
+}
+
+func (e *CertError) Unwrap() error { return e.Err }
+
+// Certificate turns an error of the first request to host that failed on
+// its certificate into a *CertError (also when a plain-HTTP retry of a
+// loopback host came after it), or returns nil.
+func Certificate(host string, err error) error {
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var cv *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &ua):
+		return &CertError{Host: host, Err: ua}
+	case errors.As(err, &hn):
+		return &CertError{Host: host, Err: hn}
+	case errors.As(err, &ci):
+		return &CertError{Host: host, Err: ci}
+	case errors.As(err, &cv):
+		return &CertError{Host: host, Err: cv.Err}
+	}
+	return nil
 }

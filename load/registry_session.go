@@ -135,6 +135,9 @@ func (r *Registry) Ping(ctx context.Context) error {
 // fetch.UnreachableError when no connection was made, else the described
 // answer.
 func connectError(reg name.Registry, err error, attempts int, insecure bool) error {
+	if u := fetch.Certificate(reg.RegistryStr(), err); u != nil {
+		return u
+	}
 	if u := fetch.Unreachable(reg.RegistryStr(), err, attempts, reg.Scheme() == "http" || insecure); u != nil {
 		return u
 	}

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"golang.org/x/crypto/bcrypt"
@@ -77,6 +78,38 @@ func StartRegistryProcess(dir string) (*Registry, error) {
 // StartRegistryWithAuth is StartRegistryProcess with htpasswd basic auth
 // for user and password (none when user is ""): for tests of credentials.
 func StartRegistryWithAuth(dir, user, password string) (*Registry, error) {
+	return startRegistry(dir, registryConfig{user: user, password: password})
+}
+
+// StartRegistryTLS starts a registry for the test that serves HTTPS only,
+// with the certificate and key files given (see MakeTestCA), and stops it
+// when the test ends. Its URL is https://.
+func StartRegistryTLS(t testing.TB, certFile, keyFile string) *Registry {
+	t.Helper()
+	Acceptance(t)
+	Require(t, RegistryProgram)
+	r, err := startRegistry(t.TempDir(), registryConfig{tlsCert: certFile, tlsKey: keyFile})
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() {
+		if !r.stopCalled.Load() {
+			if err := r.Stop(); err != nil {
+				t.Errorf("%v", err)
+			}
+		}
+	})
+	return r
+}
+
+// registryConfig is what a started registry is configured with besides
+// its storage and address.
+type registryConfig struct {
+	user, password  string // htpasswd auth when user is set
+	tlsCert, tlsKey string // HTTPS only when set
+}
+
+func startRegistry(dir string, rc registryConfig) (*Registry, error) {
 	paths, err := lookPaths(RegistryProgram)
 	if err != nil {
 		return nil, err
@@ -93,7 +126,7 @@ func StartRegistryWithAuth(dir, user, password string) (*Registry, error) {
 	// retried with a new port.
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		r, err := startRegistryOnce(paths[0], dir, user, password)
+		r, err := startRegistryOnce(paths[0], dir, rc)
 		if err == nil {
 			return r, nil
 		}
@@ -107,7 +140,8 @@ func StartRegistryWithAuth(dir, user, password string) (*Registry, error) {
 
 var errAddrInUse = errors.New("address already in use")
 
-func startRegistryOnce(bin, dir, user, password string) (*Registry, error) {
+func startRegistryOnce(bin, dir string, rc registryConfig) (*Registry, error) {
+	user, password := rc.user, rc.password
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Errorf("starting registry: finding a free port: %w", err)
@@ -120,6 +154,12 @@ storage:
   delete: {enabled: true}
 http: {addr: %q}
 `, filepath.Join(dir, "data"), host)
+	scheme := "http"
+	if rc.tlsCert != "" {
+		scheme = "https"
+		config = strings.Replace(config, fmt.Sprintf("http: {addr: %q}", host),
+			fmt.Sprintf("http: {addr: %q, tls: {certificate: %q, key: %q}}", host, rc.tlsCert, rc.tlsKey), 1)
+	}
 	if user != "" {
 		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
 		if err != nil {
@@ -141,7 +181,7 @@ http: {addr: %q}
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{Host: host, URL: "http://" + host, Dir: dir, PID: proc.pid(), proc: proc, auth: user != ""}
+	r := &Registry{Host: host, URL: scheme + "://" + host, Dir: dir, PID: proc.pid(), proc: proc, auth: user != ""}
 	if err := r.waitReady(); err != nil {
 		proc.stop(syscall.SIGKILL, 0)
 		tail := proc.logTail()
@@ -156,7 +196,8 @@ http: {addr: %q}
 func (r *Registry) waitReady() error {
 	client := &http.Client{
 		Timeout:   time.Second,
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		// Readiness only: a TLS registry's certificate is the test's to check.
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
 	}
 	deadline := time.Now().Add(registryReadyTimeout)
 	var last string
