@@ -195,7 +195,7 @@ http: {addr: %q}
 
 func (r *Registry) waitReady() error {
 	client := &http.Client{
-		Timeout:   time.Second,
+		Timeout: time.Second,
 		// Readiness only: a TLS registry's certificate is the test's to check.
 		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
 	}
